@@ -1,0 +1,109 @@
+"""Metrics for text-to-text classification, as GLUE / SuperGLUE report them.
+
+Implemented with NumPy rather than scikit-learn so that the package has no
+extra dependency and the edge cases (no predicted positives, unparseable
+generations) are explicit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from keras_prompt.data.tasks import Task, get_task
+
+#: Label index used for a generation that matches no verbalizer. It is never
+#: equal to a gold label, so it counts as wrong for accuracy and, for F1, as a
+#: negative prediction (a false negative when the gold label is positive).
+INVALID_LABEL: int = -1
+
+
+def label_from_text(task: Task | str, text: str | bytes) -> int:
+    """Map generated text back to a label index (INVALID_LABEL if none matches).
+
+    Matching is exact after stripping whitespace: T5 scores a generation that
+    is not a class name as wrong, and so do we.
+    """
+    task = get_task(task)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    text = text.strip()
+    for index, verbalizer in enumerate(task.verbalizers):
+        if text == verbalizer:
+            return index
+    return INVALID_LABEL
+
+
+def _as_labels(name: str, labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}.")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer labels, got {array.dtype}.")
+    return array.astype(np.int64)
+
+
+def accuracy(
+    predicted_labels: Sequence[int] | np.ndarray,
+    gold_labels: Sequence[int] | np.ndarray,
+) -> float:
+    """Fraction of predictions equal to the gold label."""
+    predicted = _as_labels("predicted_labels", predicted_labels)
+    gold = _as_labels("gold_labels", gold_labels)
+    _check_lengths(predicted, gold)
+    return float(np.mean(predicted == gold))
+
+
+def f1_score(
+    predicted_labels: Sequence[int] | np.ndarray,
+    gold_labels: Sequence[int] | np.ndarray,
+    positive_label: int = 1,
+) -> float:
+    """F1 of the positive class: ``2 TP / (2 TP + FP + FN)``; 0.0 if undefined.
+
+    The undefined case (no gold and no predicted positives) is 0.0, matching
+    scikit-learn's ``f1_score`` default that GLUE's scorer uses.
+    """
+    predicted = _as_labels("predicted_labels", predicted_labels)
+    gold = _as_labels("gold_labels", gold_labels)
+    _check_lengths(predicted, gold)
+    predicted_positive = predicted == positive_label
+    gold_positive = gold == positive_label
+    tp = int(np.sum(predicted_positive & gold_positive))
+    fp = int(np.sum(predicted_positive & ~gold_positive))
+    fn = int(np.sum(~predicted_positive & gold_positive))
+    denominator = 2 * tp + fp + fn
+    return 0.0 if denominator == 0 else 2 * tp / denominator
+
+
+def _check_lengths(predicted: np.ndarray, gold: np.ndarray) -> None:
+    if predicted.shape != gold.shape:
+        raise ValueError(
+            f"{predicted.size} predicted labels but {gold.size} gold labels."
+        )
+    if predicted.size == 0:
+        raise ValueError("Cannot compute metrics on zero examples.")
+
+
+def compute_metrics(
+    task: Task | str,
+    predicted_labels: Sequence[int] | np.ndarray,
+    gold_labels: Sequence[int] | np.ndarray,
+) -> dict[str, float]:
+    """The task's metrics as fractions in [0, 1].
+
+    ``{"accuracy": ...}`` for every task, plus ``{"f1": ...}`` (positive class
+    = label 1) for ``metric == "f1_accuracy"`` tasks (MRPC, QQP). Predictions
+    may contain :data:`INVALID_LABEL` for unparseable generations.
+    """
+    task = get_task(task)
+    gold = _as_labels("gold_labels", gold_labels)
+    if gold.size and (gold.min() < 0 or gold.max() >= task.num_classes):
+        raise ValueError(
+            f"gold_labels must be in 0..{task.num_classes - 1} for task {task.name!r}."
+        )
+    metrics = {"accuracy": accuracy(predicted_labels, gold)}
+    if task.metric == "f1_accuracy":
+        metrics["f1"] = f1_score(predicted_labels, gold, positive_label=1)
+    return metrics

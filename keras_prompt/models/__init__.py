@@ -1,0 +1,4 @@
+from keras_prompt.models.geometries import T5_GEOMETRIES, build_backbone
+from keras_prompt.models.prompt_tuned_t5 import PromptTunedT5
+
+__all__ = ["PromptTunedT5", "T5_GEOMETRIES", "build_backbone"]

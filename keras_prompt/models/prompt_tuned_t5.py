@@ -1,0 +1,596 @@
+"""PromptTunedT5: a frozen keras-hub T5 conditioned by a learned soft prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_prompt import initializers as prompt_initializers
+from keras_prompt import prompts as prompt_files
+from keras_prompt.layers.soft_prompt import SoftPrompt
+from keras_prompt.optimizers import PromptAdafactor
+from keras_prompt.version import __version__
+
+_TOKENIZED_KEYS = ("encoder_token_ids", "encoder_padding_mask")
+
+
+def backbone_fingerprint(backbone: keras_hub.models.T5Backbone) -> str:
+    """A short hash of the backbone's architecture config.
+
+    Stored in prompt files so a prompt trained for one geometry is recognised
+    when loaded into another.
+    """
+    config = {
+        k: v
+        for k, v in backbone.get_config().items()
+        if k not in ("name", "dtype", "trainable", "dropout")
+    }
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@keras.saving.register_keras_serializable(package="keras_prompt")
+class PromptTunedT5(keras_hub.models.T5Seq2SeqLM):
+    """A frozen T5 encoder-decoder conditioned on a task by a soft prompt.
+
+    Prompt tuning (Lester, Al-Rfou & Constant, 2021) learns `prompt_length`
+    vectors that are prepended to the embedded encoder input; every backbone
+    weight stays frozen, so `model.trainable_weights` is exactly the prompt
+    (`prompt_length x hidden_dim` numbers) and one frozen model can serve many
+    tasks. The decoder is unchanged.
+
+    Inputs are keras-hub's seq2seq dict (`encoder_token_ids`,
+    `encoder_padding_mask`, `decoder_token_ids`, `decoder_padding_mask`), or,
+    when a `preprocessor` is attached, raw strings
+    (`{"encoder_text": ..., "decoder_text": ...}`) in `fit`/`predict`/
+    `generate`. Already tokenized dicts pass through the preprocessor
+    untouched, so length-bucketed `keras_prompt.data` datasets work either way.
+
+    `compile()` defaults to the paper's recipe: Adafactor at learning rate 0.3
+    without parameter scaling (`keras_prompt.optimizers.PromptAdafactor`), and
+    token cross-entropy averaged over non-padding target tokens.
+
+    Args:
+        backbone: a `keras_hub.models.T5Backbone`. It is frozen in place.
+        preprocessor: a `keras_hub.models.T5Seq2SeqLMPreprocessor` or `None`.
+        prompt_length: int >= 1. The paper finds 20-100 works, 100 best.
+        prompt_initializer: a name (`"random_uniform"`, `"sampled_vocab"`), a
+            `.npy` path, or a `keras_prompt.initializers` instance such as
+            `ClassLabels(labels=["negative", "positive"])`. Initializers that
+            need the embedding table or tokenizer get this model's.
+
+    Example:
+
+    ```python
+    import keras_hub, keras_prompt
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=32128, num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, dropout=0.0,
+    )
+    model = keras_prompt.PromptTunedT5(backbone, prompt_length=5)
+    assert len(model.trainable_weights) == 1
+    model.get_prompt().shape  # (5, 16)
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone: keras_hub.models.T5Backbone,
+        preprocessor: keras_hub.models.T5Seq2SeqLMPreprocessor | None = None,
+        prompt_length: int = 100,
+        prompt_initializer: Any = "random_uniform",
+        **kwargs,
+    ):
+        if (
+            not isinstance(prompt_length, (int, np.integer))
+            or isinstance(prompt_length, bool)
+            or prompt_length < 1
+        ):
+            raise ValueError(
+                f"`prompt_length` must be an integer >= 1; got {prompt_length!r}."
+            )
+        prompt_length = int(prompt_length)
+        backbone.trainable = False
+        initializer = prompt_initializers.get(prompt_initializer)
+        self._prompt_initializer_config = prompt_initializers.serialize(initializer)
+        tokenizer = getattr(preprocessor, "tokenizer", None)
+        if isinstance(initializer, prompt_initializers.PromptInitializer):
+            if getattr(initializer, "tokenizer", False) is None and (
+                tokenizer is not None and getattr(tokenizer, "proto", None) is None
+            ):
+                # Restoring from a config: the vocabulary arrives with the
+                # saved assets after construction, and the saved prompt
+                # weights overwrite whatever is built here.
+                warnings.warn(
+                    f"{type(initializer).__name__} needs the tokenizer's "
+                    "vocabulary, which is not loaded yet (model rebuilt from a "
+                    "config?); the prompt starts at zeros until weights are "
+                    "loaded.",
+                    stacklevel=2,
+                )
+                initializer = keras.initializers.Zeros()
+            else:
+                initializer = initializer.bind(
+                    embeddings=backbone.token_embedding.embeddings,
+                    tokenizer=tokenizer,
+                )
+
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.prompt_length = prompt_length
+        self.soft_prompt = SoftPrompt(
+            prompt_length,
+            initializer=initializer,
+            hidden_dim=backbone.hidden_dim,
+            dtype=backbone.dtype_policy,
+            name="soft_prompt",
+        )
+
+        # === Functional Model ===
+        inputs = {
+            name: keras.Input(shape=(None,), dtype="int32", name=name)
+            for name in (
+                "encoder_token_ids",
+                "encoder_padding_mask",
+                "decoder_token_ids",
+                "decoder_padding_mask",
+            )
+        }
+        encoder_outputs, encoder_mask = self._encode(
+            inputs["encoder_token_ids"], inputs["encoder_padding_mask"]
+        )
+        decoder_outputs = self._decode(
+            inputs["decoder_token_ids"],
+            inputs["decoder_padding_mask"],
+            encoder_outputs,
+            encoder_mask,
+        )
+        outputs = self._logits(decoder_outputs)
+        # Skip T5Seq2SeqLM.__init__, which would wire the backbone's own
+        # graph without the prompt; Seq2SeqLM/Task take it from here.
+        super(keras_hub.models.T5Seq2SeqLM, self).__init__(
+            inputs=inputs, outputs=outputs, **kwargs
+        )
+        self._score_function = None
+
+    # ------------------------------------------------------------------
+    # Forward pass pieces, shared by training, scoring and generation.
+    # ------------------------------------------------------------------
+    def _encode(self, token_ids, padding_mask, prompts=None):
+        """Embeds tokens, prepends the prompt, runs the frozen encoder."""
+        backbone = self.backbone
+        x = backbone.token_embedding(token_ids)
+        x, padding_mask = self.soft_prompt(x, padding_mask, prompts=prompts)
+        x = backbone.encoder_embedding_dropout(x)
+        attention_mask = padding_mask[:, None, :]
+        position_bias = None
+        for layer in backbone.encoder_transformer_layers:
+            x, position_bias = layer(
+                x,
+                attention_mask=attention_mask,
+                position_bias=position_bias,
+                use_causal_mask=False,
+            )
+        x = backbone.encoder_layer_norm(x)
+        x = backbone.encoder_dropout(x)
+        return x, padding_mask
+
+    def _decode(self, token_ids, padding_mask, encoder_outputs, encoder_mask):
+        backbone = self.backbone
+        x = backbone.token_embedding(token_ids)
+        x = backbone.decoder_embedding_dropout(x)
+        position_bias = None
+        for layer in backbone.decoder_transformer_layers:
+            x, position_bias = layer(
+                x,
+                attention_mask=padding_mask[:, None, :],
+                position_bias=position_bias,
+                encoder_hidden_states=encoder_outputs,
+                encoder_attention_mask=encoder_mask[:, None, :],
+                use_causal_mask=True,
+            )
+        x = backbone.decoder_layer_norm(x)
+        return backbone.decoder_dropout(x)
+
+    def _with_prompt_mask(self, padding_mask):
+        batch_size = ops.shape(padding_mask)[0]
+        ones = ops.ones((batch_size, self.prompt_length), dtype=padding_mask.dtype)
+        return ops.concatenate([ones, padding_mask], axis=1)
+
+    # Generation reuses T5Seq2SeqLM.generate_step; these overrides make its
+    # encoder pass include the prompt and its caches/masks cover it.
+    def call_encoder(self, token_ids, padding_mask):
+        return self._encode(token_ids, padding_mask)[0]
+
+    def call_decoder_with_cache(
+        self,
+        encoder_hidden_states,
+        encoder_padding_mask,
+        decoder_token_ids,
+        self_attention_cache,
+        self_attention_cache_update_index,
+        cross_attention_cache,
+        cross_attention_cache_update_index,
+    ):
+        """As `T5Seq2SeqLM.call_decoder_with_cache`; the mask excludes the prompt."""
+        return super().call_decoder_with_cache(
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_padding_mask=self._with_prompt_mask(encoder_padding_mask),
+            decoder_token_ids=decoder_token_ids,
+            self_attention_cache=self_attention_cache,
+            self_attention_cache_update_index=self_attention_cache_update_index,
+            cross_attention_cache=cross_attention_cache,
+            cross_attention_cache_update_index=cross_attention_cache_update_index,
+        )
+
+    def _initialize_cache(self, encoder_token_ids, decoder_token_ids):
+        # The cross-attention cache spans prompt + tokens.
+        padded = ops.pad(encoder_token_ids, [[0, 0], [self.prompt_length, 0]])
+        return super()._initialize_cache(padded, decoder_token_ids)
+
+    # ------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        if isinstance(x, dict) and all(key in x for key in _TOKENIZED_KEYS):
+            return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        return super().preprocess_samples(x, y=y, sample_weight=sample_weight)
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        *,
+        weighted_metrics="auto",
+        sampler="greedy",
+        **kwargs,
+    ):
+        """Configures training; defaults follow Lester et al. (2021).
+
+        Args:
+            optimizer: `"auto"` gives `PromptAdafactor(learning_rate=0.3)`.
+            loss: `"auto"` gives token cross-entropy from logits, averaged over
+                the non-padding target tokens (the sample weights).
+            weighted_metrics: `"auto"` gives token accuracy.
+            sampler: the `generate()` sampler; greedy decoding by default.
+        """
+        if optimizer == "auto":
+            optimizer = PromptAdafactor(learning_rate=0.3)
+        if loss == "auto":
+            loss = keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="mean_with_sample_weight"
+            )
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            weighted_metrics=weighted_metrics,
+            sampler=sampler,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------
+    # The prompt
+    # ------------------------------------------------------------------
+    @property
+    def prompt_shape(self) -> tuple[int, int]:
+        return (self.prompt_length, self.backbone.hidden_dim)
+
+    def get_prompt(self) -> np.ndarray:
+        """The prompt as a float32 `(prompt_length, hidden_dim)` array."""
+        return np.array(ops.convert_to_numpy(self.soft_prompt.prompt), "float32")
+
+    def set_prompt(self, prompt) -> None:
+        """Replaces the prompt; validates shape and values before assigning."""
+        values = prompt_files.check_prompt_array(prompt, self.prompt_shape)
+        self.soft_prompt.prompt.assign(values)
+
+    def prompt_metadata(self, **extra) -> dict[str, Any]:
+        backbone = self.backbone
+        optimizer = getattr(self, "optimizer", None)
+        steps = None
+        if optimizer is not None and getattr(optimizer, "built", False):
+            steps = int(ops.convert_to_numpy(optimizer.iterations))
+        metadata = {
+            "backbone": {
+                "class_name": type(backbone).__name__,
+                "fingerprint": backbone_fingerprint(backbone),
+                "preset": getattr(self, "preset", None),
+                "hidden_dim": backbone.hidden_dim,
+                "num_layers": backbone.num_layers,
+                "vocabulary_size": backbone.vocabulary_size,
+            },
+            "prompt_length": self.prompt_length,
+            "hidden_dim": backbone.hidden_dim,
+            "init": self._prompt_initializer_config,
+            "steps": steps,
+            "keras_prompt_version": __version__,
+        }
+        metadata.update(extra)
+        return metadata
+
+    def save_prompt(
+        self,
+        path: str | os.PathLike,
+        *,
+        task: str | None = None,
+        verbalizers: Sequence[str] | None = None,
+        **extra_metadata,
+    ) -> Path:
+        """Writes `<path>.npy` and `<path>.json` atomically.
+
+        The JSON records the backbone identity and width, prompt length,
+        task, verbalizers, initializer, training steps and keras-prompt
+        version, so a prompt file explains itself.
+        """
+        metadata = self.prompt_metadata(
+            task=task,
+            verbalizers=list(verbalizers) if verbalizers is not None else None,
+            **extra_metadata,
+        )
+        return prompt_files.save_prompt_file(path, self.get_prompt(), metadata)
+
+    def load_prompt(self, path: str | os.PathLike) -> dict[str, Any]:
+        """Loads a prompt file into the model and returns its metadata.
+
+        The array must match this model's `(prompt_length, hidden_dim)`;
+        nothing is assigned otherwise.
+        """
+        values, metadata = prompt_files.load_prompt_file(path)
+        if values.shape[1] != self.backbone.hidden_dim:
+            raise ValueError(
+                f"Prompt file {path} has width {values.shape[1]} but this model's "
+                f"backbone has hidden size {self.backbone.hidden_dim}; a prompt only "
+                "works with the embedding space it was trained in."
+            )
+        self.set_prompt(values)
+        expected = metadata.get("backbone", {}).get("fingerprint")
+        if expected and expected != backbone_fingerprint(self.backbone):
+            warnings.warn(
+                f"Prompt file {path} was trained on a backbone with fingerprint "
+                f"{expected}, not this one ({backbone_fingerprint(self.backbone)}).",
+                stacklevel=2,
+            )
+        return metadata
+
+    # ------------------------------------------------------------------
+    # Rank classification
+    # ------------------------------------------------------------------
+    def _require_tokenizer(self):
+        if self.preprocessor is None:
+            raise ValueError(
+                "This PromptTunedT5 has no preprocessor, so it cannot tokenize "
+                "strings; build it with `preprocessor=` or `from_preset()`."
+            )
+        return self.preprocessor.tokenizer
+
+    def _tokenize(self, texts: Sequence[str], max_length: int | None, add_start=False):
+        """Pads `texts` (+ `</s>`) to the batch's longest; optional `<pad>` start."""
+        tokenizer = self._require_tokenizer()
+        ids = tokenizer(tf.constant(list(texts), dtype=tf.string))
+        if hasattr(ids, "to_list"):
+            ids = ids.to_list()
+        rows = [[int(i) for i in row] for row in ids]
+        end, pad = tokenizer.end_token_id, tokenizer.pad_token_id
+        if max_length is not None:
+            rows = [row[: max_length - 1] for row in rows]
+        rows = [row + [end] for row in rows]
+        if add_start:
+            rows = [[pad] + row for row in rows]
+        width = max(len(row) for row in rows)
+        token_ids = np.full((len(rows), width), pad, dtype="int32")
+        mask = np.zeros((len(rows), width), dtype="int32")
+        for i, row in enumerate(rows):
+            token_ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        return token_ids, mask
+
+    def _score_tokens(
+        self, encoder_ids, encoder_mask, decoder_ids, decoder_mask, prompts=None
+    ):
+        """Sum of target-token log-probabilities, shape `(batch, candidates)`.
+
+        `decoder_ids` is `(batch, candidates, length + 1)`: a `<pad>` start,
+        the candidate's tokens and `</s>`; the encoder runs once per example
+        and is shared by all its candidates.
+        """
+        if self._score_function is None:
+
+            def score(encoder_ids, encoder_mask, decoder_ids, decoder_mask, prompts):
+                encoded, mask = self._encode(encoder_ids, encoder_mask, prompts)
+                batch = ops.shape(decoder_ids)[0]
+                num_candidates = ops.shape(decoder_ids)[1]
+                length = ops.shape(decoder_ids)[2]
+                flat_ids = ops.reshape(decoder_ids, (-1, length))
+                flat_mask = ops.reshape(decoder_mask, (-1, length))
+                encoded = ops.repeat(encoded, num_candidates, axis=0)
+                mask = ops.repeat(mask, num_candidates, axis=0)
+                hidden = self._decode(
+                    flat_ids[:, :-1], flat_mask[:, :-1], encoded, mask
+                )
+                logits = ops.cast(self._logits(hidden), "float32")
+                log_probs = ops.log_softmax(logits, axis=-1)
+                targets = flat_ids[:, 1:]
+                token_scores = ops.take_along_axis(
+                    log_probs, ops.expand_dims(targets, -1), axis=-1
+                )[..., 0]
+                weights = ops.cast(flat_mask[:, 1:], "float32")
+                totals = ops.sum(token_scores * weights, axis=-1)
+                return ops.reshape(totals, (batch, num_candidates))
+
+            self._score_function = tf.function(score, reduce_retracing=True)
+        return self._score_function(
+            encoder_ids, encoder_mask, decoder_ids, decoder_mask, prompts
+        )
+
+    def score(
+        self,
+        inputs: str | Sequence[str],
+        candidates: Sequence[str] | Sequence[Sequence[str]],
+        *,
+        prompts=None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Log-likelihood of each candidate target given each input.
+
+        This is rank classification, how the paper evaluates classification
+        tasks: the label is the verbalizer the model finds most likely, so an
+        off-vocabulary generation can never count as a wrong class.
+
+        Args:
+            inputs: a string or list of `B` strings.
+            candidates: `C` strings shared by all inputs, or `B` lists of `C`.
+            prompts: optional `(B, prompt_length, hidden_dim)` per-example
+                prompts (mixed tasks, ensembles); default is the model's own.
+            batch_size: examples per forward pass.
+
+        Returns:
+            float32 array `(B, C)` of summed token log-probabilities
+            (including the end-of-sequence token).
+        """
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        if not texts:
+            raise ValueError("`inputs` is empty; give at least one string.")
+        if not candidates:
+            raise ValueError("`candidates` is empty; give at least one string.")
+        shared = all(isinstance(c, str) for c in candidates)
+        per_example = (
+            [list(candidates)] * len(texts) if shared else [list(c) for c in candidates]
+        )
+        if len(per_example) != len(texts) or len({len(c) for c in per_example}) != 1:
+            raise ValueError(
+                "`candidates` must be a list of strings, or one equally long list "
+                f"per input ({len(texts)} inputs); got {len(per_example)} lists "
+                f"of lengths {sorted({len(c) for c in per_example})}."
+            )
+        if prompts is not None:
+            prompts = np.asarray(prompts, dtype="float32")
+            expected = (len(texts), *self.prompt_shape)
+            if prompts.shape != expected:
+                raise ValueError(
+                    f"`prompts` must have shape {expected} (one prompt per "
+                    f"input); got {prompts.shape}."
+                )
+        max_input = getattr(self.preprocessor, "encoder_sequence_length", None)
+        results = []
+        for start in range(0, len(texts), batch_size):
+            stop = start + batch_size
+            encoder_ids, encoder_mask = self._tokenize(texts[start:stop], max_input)
+            batch_candidates = per_example[start:stop]
+            num = len(batch_candidates[0])
+            flat = [c for row in batch_candidates for c in row]
+            decoder_ids, decoder_mask = self._tokenize(flat, None, add_start=True)
+            decoder_ids = decoder_ids.reshape(len(batch_candidates), num, -1)
+            decoder_mask = decoder_mask.reshape(len(batch_candidates), num, -1)
+            batch_prompts = None if prompts is None else prompts[start:stop]
+            results.append(
+                ops.convert_to_numpy(
+                    self._score_tokens(
+                        encoder_ids,
+                        encoder_mask,
+                        decoder_ids,
+                        decoder_mask,
+                        batch_prompts,
+                    )
+                )
+            )
+        return np.concatenate(results, axis=0).astype("float32")
+
+    def predict_label(
+        self,
+        inputs: str | Sequence[str],
+        verbalizers: Sequence[str],
+        *,
+        prompts=None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Index of the most likely verbalizer for each input (int array)."""
+        scores = self.score(inputs, verbalizers, prompts=prompts, batch_size=batch_size)
+        return np.argmax(scores, axis=-1)
+
+    # ------------------------------------------------------------------
+    # Construction and serialization
+    # ------------------------------------------------------------------
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "prompt_length": self.prompt_length,
+                "prompt_initializer": self._prompt_initializer_config,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str | os.PathLike,
+        prompt_length: int = 100,
+        prompt_initializer: Any = "random_uniform",
+        *,
+        load_weights: bool = True,
+        dtype=None,
+        encoder_sequence_length: int = 512,
+        decoder_sequence_length: int = 32,
+        **kwargs,
+    ) -> PromptTunedT5:
+        """Builds a prompt-tuned model on a pretrained T5.
+
+        Args:
+            preset: a keras-hub preset name (downloaded when online, e.g.
+                `"t5_1.1_small"`), a local keras-hub preset directory, or a
+                Hugging Face T5 checkpoint directory (`config.json`,
+                `model.safetensors` or `tf_model.h5`, `spiece.model`), which
+                is imported with `keras_prompt.checkpoints.load_hf_t5`.
+            prompt_length, prompt_initializer: see the class docstring.
+            load_weights: load pretrained weights (else random init).
+            dtype: backbone dtype or policy, e.g. `"bfloat16"`.
+            encoder_sequence_length, decoder_sequence_length: the
+                preprocessor's packing lengths for raw-string inputs.
+        """
+        preset_str = os.fspath(preset)
+        if _is_hf_checkpoint_dir(preset_str):
+            from keras_prompt.checkpoints import load_hf_t5
+
+            backbone, tokenizer = load_hf_t5(preset_str, dtype=dtype)
+        else:
+            backbone = keras_hub.models.T5Backbone.from_preset(
+                preset_str, load_weights=load_weights, dtype=dtype
+            )
+            tokenizer = keras_hub.models.T5Tokenizer.from_preset(preset_str)
+        preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
+            tokenizer,
+            encoder_sequence_length=encoder_sequence_length,
+            decoder_sequence_length=decoder_sequence_length,
+        )
+        model = cls(
+            backbone,
+            preprocessor,
+            prompt_length=prompt_length,
+            prompt_initializer=prompt_initializer,
+            **kwargs,
+        )
+        model.preset = preset_str
+        return model
+
+
+def _is_hf_checkpoint_dir(path: str) -> bool:
+    """True for a directory holding a Hugging Face (not keras-hub) checkpoint."""
+    config_path = Path(path) / "config.json"
+    if not config_path.is_file() or (Path(path) / "metadata.json").is_file():
+        return False
+    try:
+        config = json.loads(config_path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return "model_type" in config and "class_name" not in config

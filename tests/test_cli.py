@@ -1,0 +1,192 @@
+"""The `keras-prompt` command line, end to end in real subprocesses."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_prompt import cli
+
+
+def _run(*args, check=True):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_prompt.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"keras-prompt {args[0]} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def _json_tail(stdout):
+    return json.loads(stdout[stdout.index("{") :])
+
+
+@pytest.fixture(scope="module")
+def tiny_preset(tmp_path_factory, spiece_path):
+    out = tmp_path_factory.mktemp("preset") / "tiny"
+    result = _run(
+        "make-preset", "--geometry", "t5_1_1_tiny", "--vocab", spiece_path, "--out", out
+    )
+    info = _json_tail(result.stdout)
+    assert info["pretrained"] is False and info["parameters"] > 1_000_000
+    assert (out / "config.json").is_file() and (out / "MODEL_CARD.md").is_file()
+    return out
+
+
+def test_train_eval_inspect(tiny_preset, assets_dir, tmp_path):
+    out = tmp_path / "run"
+    result = _run(
+        "train",
+        "--task",
+        "sst2",
+        "--model",
+        tiny_preset,
+        "--data-dir",
+        assets_dir,
+        "--steps",
+        4,
+        "--batch-size",
+        8,
+        "--prompt-length",
+        4,
+        "--init",
+        "class_labels",
+        "--eval-limit",
+        24,
+        "--max-input-length",
+        64,
+        "--out",
+        out,
+        "--verbose",
+        2,
+    )
+    summary = _json_tail(result.stdout)
+    assert summary["eval"]["num_examples"] == 24
+    assert 0.0 <= summary["eval"]["accuracy"] <= 1.0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+    prompt = np.load(out / "sst2.npy")
+    assert prompt.shape == (4, 16)
+    metadata = json.loads((out / "sst2.json").read_text())
+    assert metadata["task"] == "sst2" and metadata["steps"] == 4
+    assert metadata["verbalizers"] == ["negative", "positive"]
+
+    evaluated = _json_tail(
+        _run(
+            "eval",
+            "--task",
+            "sst2",
+            "--model",
+            tiny_preset,
+            "--data-dir",
+            assets_dir,
+            "--prompt",
+            out / "sst2.npy",
+            "--limit",
+            24,
+            "--max-input-length",
+            64,
+        ).stdout
+    )
+    # Same prompt, same examples, same rank classification -> same accuracy.
+    assert evaluated["accuracy"] == pytest.approx(summary["eval"]["accuracy"])
+
+    report = _json_tail(
+        _run("inspect", out / "sst2.npy", "--model", tiny_preset, "--json").stdout
+    )
+    assert report["shape"] == [4, 16]
+    assert len(report["nearest"]) == 4 and len(report["nearest"][0]) == 5
+    assert all(isinstance(n["token"], str) for n in report["nearest"][0])
+
+
+def test_inspect_released_prompt_with_embedding_table(assets_dir, tmp_path, capsys):
+    table = np.random.default_rng(0).normal(size=(300, 768)).astype("float32")
+    np.save(tmp_path / "table.npy", table)
+    prompt = assets_dir / "prompts" / "t5_1_1_lm100k_base" / "sst2.npy"
+    code = cli.main(
+        [
+            "inspect",
+            str(prompt),
+            "--embeddings",
+            str(tmp_path / "table.npy"),
+            "--vocab",
+            str(assets_dir / "t5" / "spiece.model"),
+            "-k",
+            "3",
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "shape (100, 768)" in lines[0] and len(lines) == 101
+    assert "nearest:" in lines[1]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--task", "nope"], "Unknown task"),
+        (["--task", "sst2", "--data-dir", "{tmp}"], "train.tsv"),
+        (["--task", "sst2", "--prompt-length", "0"], "prompt_length"),
+        (["--task", "sst2", "--init", "bogus"], "--init"),
+    ],
+)
+def test_train_bad_input_is_a_clear_error(
+    argv, message, tiny_preset, assets_dir, tmp_path, capsys
+):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    defaults = ["--data-dir", str(assets_dir)] if "--data-dir" not in argv else []
+    code = cli.main(
+        [
+            "train",
+            "--model",
+            str(tiny_preset),
+            "--out",
+            str(tmp_path / "o"),
+            "--steps",
+            "1",
+            *defaults,
+            *argv,
+        ]
+    )
+    assert code == 2
+    assert message.lower() in capsys.readouterr().err.lower()
+    assert not (tmp_path / "o" / "sst2.npy").exists()
+
+
+def test_make_preset_refuses_unknown_geometry_and_nonempty_out(
+    tmp_path, spiece_path, capsys
+):
+    assert (
+        cli.main(
+            [
+                "make-preset",
+                "--geometry",
+                "t5_huge",
+                "--vocab",
+                str(spiece_path),
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 2
+    )
+    assert "t5_huge" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep me")
+    with pytest.raises(SystemExit, match="not empty"):
+        cli.main(
+            [
+                "make-preset",
+                "--geometry",
+                "t5_1_1_tiny",
+                "--vocab",
+                str(spiece_path),
+                "--out",
+                str(tmp_path / "full"),
+            ]
+        )
+    assert (tmp_path / "full" / "x").read_text() == "keep me"
