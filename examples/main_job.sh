@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install, prompt-tune a frozen T5 on real
-# SST-2 data, report held-out accuracy, save and inspect the prompt.
+# SST-2 data, report held-out accuracy, save and inspect the prompt, export a
+# TF Serving SavedModel with the prompt in its bank, and query the export.
 #
 #   bash examples/main_job.sh            # defaults below
 #   MODEL=path/to/preset STEPS=300 bash examples/main_job.sh
@@ -32,3 +33,12 @@ $KP train --task "$TASK" --model "$MODEL" --data-dir "$ASSETS" \
   --max-input-length 128 --dtype mixed_bfloat16 --out "$OUT" --verbose 2
 
 $KP inspect "$OUT/$TASK.npy" --model "$MODEL" -k 5 | head -n 6
+
+# TF Serving layout: $OUT/export/<version>/ (see docs/serving.md to deploy).
+rm -rf "$OUT/export"
+$KP export --model "$MODEL" --prompt "$TASK=$OUT/$TASK.npy" --out "$OUT/export" \
+  --max-input-length 128
+# Query it in a TF-only process: rank classification over the task's verbalizers.
+$KP query "$OUT/export/1" --signature by_task --task "$TASK" \
+  --text "a gorgeous, witty, seductive movie." \
+  --text "the plot is nothing but boilerplate clichés from start to finish."

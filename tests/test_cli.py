@@ -38,34 +38,20 @@ def tiny_preset(tmp_path_factory, spiece_path):
     return out
 
 
-def test_train_eval_inspect(tiny_preset, assets_dir, tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_run(tiny_preset, assets_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
     result = _run(
-        "train",
-        "--task",
-        "sst2",
-        "--model",
-        tiny_preset,
-        "--data-dir",
-        assets_dir,
-        "--steps",
-        4,
-        "--batch-size",
-        8,
-        "--prompt-length",
-        4,
-        "--init",
-        "class_labels",
-        "--eval-limit",
-        24,
-        "--max-input-length",
-        64,
-        "--out",
-        out,
-        "--verbose",
-        2,
+        "train", "--task", "sst2", "--model", tiny_preset, "--data-dir", assets_dir,
+        "--steps", 4, "--batch-size", 8, "--prompt-length", 4, "--init",
+        "class_labels", "--eval-limit", 24, "--max-input-length", 64,
+        "--out", out, "--verbose", 2,
     )
-    summary = _json_tail(result.stdout)
+    return out, _json_tail(result.stdout)
+
+
+def test_train_writes_prompt_and_metrics(trained_run):
+    out, summary = trained_run
     assert summary["eval"]["num_examples"] == 24
     assert 0.0 <= summary["eval"]["accuracy"] <= 1.0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
@@ -75,32 +61,52 @@ def test_train_eval_inspect(tiny_preset, assets_dir, tmp_path):
     assert metadata["task"] == "sst2" and metadata["steps"] == 4
     assert metadata["verbalizers"] == ["negative", "positive"]
 
+
+def test_eval_reproduces_train_accuracy(trained_run, tiny_preset, assets_dir):
+    out, summary = trained_run
     evaluated = _json_tail(
         _run(
-            "eval",
-            "--task",
-            "sst2",
-            "--model",
-            tiny_preset,
-            "--data-dir",
-            assets_dir,
-            "--prompt",
-            out / "sst2.npy",
-            "--limit",
-            24,
-            "--max-input-length",
-            64,
+            "eval", "--task", "sst2", "--model", tiny_preset, "--data-dir",
+            assets_dir, "--prompt", out / "sst2.npy", "--limit", 24,
+            "--max-input-length", 64,
         ).stdout
     )
     # Same prompt, same examples, same rank classification -> same accuracy.
     assert evaluated["accuracy"] == pytest.approx(summary["eval"]["accuracy"])
 
+
+def test_inspect_with_model(trained_run, tiny_preset):
+    out, _ = trained_run
     report = _json_tail(
         _run("inspect", out / "sst2.npy", "--model", tiny_preset, "--json").stdout
     )
     assert report["shape"] == [4, 16]
     assert len(report["nearest"]) == 4 and len(report["nearest"][0]) == 5
     assert all(isinstance(n["token"], str) for n in report["nearest"][0])
+
+
+def test_export_then_query(trained_run, tiny_preset, tmp_path):
+    out, _ = trained_run
+    info = _json_tail(
+        _run(
+            "export", "--model", tiny_preset, "--prompt", f"sst2={out / 'sst2.npy'}",
+            "--out", tmp_path / "export", "--max-input-length", 64,
+        ).stdout
+    )
+    assert info["tasks"] == ["sst2"] and (tmp_path / "export" / "1").is_dir()
+    answer = _json_tail(
+        _run(
+            "query", tmp_path / "export" / "1", "--task", "sst2",
+            "--text", "a fine film", "--text", "boring",
+        ).stdout
+    )
+    assert answer["label_text"][0] in ("negative", "positive")
+    assert len(answer["label"]) == 2
+    bad = _run(
+        "query", tmp_path / "export" / "1", "--signature", "nope", "--text", "x",
+        check=False,
+    )
+    assert bad.returncode == 2 and "no signature 'nope'" in bad.stderr
 
 
 def test_inspect_released_prompt_with_embedding_table(assets_dir, tmp_path, capsys):

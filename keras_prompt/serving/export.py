@@ -1,0 +1,883 @@
+"""Export a PromptTunedT5 as a TF Serving SavedModel: strings in, strings out.
+
+The SavedModel holds the frozen T5 weights, the SentencePiece vocabulary and a
+bank of prompts, and five signatures (see `export_saved_model`). Everything
+runs in the graph, tokenization (TF Text's SentencePiece ops, which stock TF
+Serving links) and greedy decoding with the decoder's key/value cache
+included, so the artifact needs neither keras nor keras-prompt to load: the
+stock `tensorflow_model_server` binary serves it.
+
+Design notes (why the code looks the way it does):
+
+* A `tf.Module` tracks the model's variables, the tokenizer resource, the
+  prompt bank variable and the task table; the signatures are `tf.function`s
+  closing over the Keras model, traced once at export. Keras objects are not
+  saved, only the TF graph they trace to.
+* keras' TensorFlow backend implements `ops.slice_update` (used by keras-hub's
+  attention caches) with `XlaDynamicUpdateSlice`, a tf2xla op outside core
+  TF's kernel set. While tracing, `_core_tf_ops()` swaps in an exact core-TF
+  equivalent (`tf.pad` + `tf.where`), so the graph holds core TF and TF Text
+  ops only (checked by `saved_model_ops`).
+* Every input has an unknown-rank spec and is validated in the graph
+  (`tf.debugging.Assert` checks run before any other op): a malformed request is refused
+  with `InvalidArgument` and a message naming the problem, rather than failing
+  somewhere inside the encoder or in the client library.
+* Examples of a batch never interact: masks cover the padding of the batch's
+  longest input, decoding state is per row, and the verbalizers' token ids are
+  constants of fixed shape. So an example's output does not depend on the
+  other examples (or tasks) it is batched with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from keras_prompt.serving import client as serving_client
+from keras_prompt.serving.prompt_bank import PromptBank
+from keras_prompt.version import __version__
+
+#: Name of the task that holds the model's own prompt when no bank is given.
+DEFAULT_TASK = "default"
+#: The export's metadata file, next to TF Serving's warmup file.
+METADATA_FILE = "prompt_bank.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+SIGNATURES = tuple(serving_client.SIGNATURE_INPUTS)
+
+
+# ----------------------------------------------------------------------
+# Core-TF replacement for keras' XLA dynamic_update_slice.
+# ----------------------------------------------------------------------
+def _dynamic_update_slice(inputs, updates, start_indices):
+    """`inputs` with `updates` written at `start_indices`; core TF ops only.
+
+    Same semantics as XLA's DynamicUpdateSlice (start indices are clamped so
+    the update fits) and exact: values are selected, never added.
+    """
+    inputs = tf.convert_to_tensor(inputs)
+    updates = tf.cast(tf.convert_to_tensor(updates), inputs.dtype)
+    shape = tf.shape(inputs)
+    update_shape = tf.shape(updates)
+    start = tf.stack([tf.cast(i, tf.int32) for i in start_indices])
+    start = tf.clip_by_value(start, 0, shape - update_shape)
+    paddings = tf.stack([start, shape - update_shape - start], axis=1)
+    placed = tf.pad(updates, paddings)
+    where = tf.pad(tf.ones_like(updates, dtype=tf.bool), paddings)
+    return tf.ensure_shape(tf.where(where, placed, inputs), inputs.shape)
+
+
+@contextlib.contextmanager
+def _core_tf_ops():
+    """Traces keras' `ops.slice_update` to core TF ops instead of an XLA op."""
+    from keras.src.backend.tensorflow import core as keras_tf_core
+
+    original = getattr(keras_tf_core, "dynamic_update_slice", None)
+    if original is None:  # another keras: nothing to swap (the op test checks)
+        yield
+        return
+    keras_tf_core.dynamic_update_slice = _dynamic_update_slice
+    try:
+        yield
+    finally:
+        keras_tf_core.dynamic_update_slice = original
+
+
+# ----------------------------------------------------------------------
+# In-graph request validation.
+# ----------------------------------------------------------------------
+def _after(checks, *tensors):
+    """`tensors`, made to depend on `checks` so a bad request fails on them."""
+    with tf.control_dependencies(checks):
+        out = tuple(tf.identity(t) for t in tensors)
+    return out if len(out) > 1 else out[0]
+
+
+def _validate(rules, *tensors, after=()):
+    """Asserts `rules` (`(ok, message_parts)`), then returns `tensors`.
+
+    Only the first failing rule fires (each rule is vacuous once an earlier
+    one failed), and the asserts only run once the tensors in `after` (earlier
+    validated inputs) are computed. So the error names the root problem
+    whatever order the executor runs ops in, and no rule evaluates an op that
+    could itself fail on a malformed input.
+    """
+    checks = []
+    with tf.control_dependencies(list(after)):
+        previous = tf.constant(True)
+        for ok, message in rules:
+            checks.append(
+                tf.debugging.Assert(
+                    tf.logical_or(ok, tf.logical_not(previous)), message, summarize=16
+                )
+            )
+            previous = tf.logical_and(previous, ok)
+    return _after(checks, *tensors)
+
+
+def _padded_shape(tensor, rank: int):
+    """`tf.shape(tensor)` padded with -1 to at least `rank` entries (never fails)."""
+    return tf.concat([tf.shape(tensor), tf.fill([rank], -1)], axis=0)
+
+
+def _static(tensor, shape):
+    """`tensor` with static `shape` (-1: any), for a tensor already validated.
+
+    A reshape rather than `tf.ensure_shape`: Grappler's shape inference
+    unifies an EnsureShape's input with its declared shape and would then
+    constant-fold the validation's own `tf.rank(input)` to the expected rank,
+    silencing the rank check. A reshape's output shape stands alone.
+    """
+    return tf.reshape(tensor, shape)
+
+
+def _check_strings(values, name: str, batch=None):
+    """Validates a `[B]` string input (B >= 1, matching `batch` if given)."""
+    shape = _padded_shape(values, 1)
+    rules = [
+        (
+            tf.equal(tf.rank(values), 1),
+            [f"`{name}` must be a 1-D string tensor [batch]; got shape",
+             tf.shape(values)],
+        ),
+        (
+            shape[0] > 0,
+            [f"`{name}` is empty: a request needs at least one example"],
+        ),
+    ]
+    if batch is not None:
+        rules.append(
+            (
+                tf.equal(shape[0], batch),
+                [f"`{name}` and `text` batch sizes differ:", shape[0], "vs", batch],
+            )
+        )
+    after = () if batch is None else (batch,)
+    return _static(_validate(rules, values, after=after), [-1])
+
+
+def _majority_vote(scores, labels, row, batch, num_labels: int):
+    """Prompt ensembling: `(label, votes, num_prompts)` per example.
+
+    `scores` `[M, C]` and `labels` `[M]` are the rank-classification results
+    of the M (example, prompt) rows, `row` `[M]` their example index. The
+    label is the majority vote (paper section 6); a tie goes to the tied
+    label with the highest mean log-likelihood over the ensemble, which keeps
+    the result deterministic and uses the evidence the vote throws away.
+    """
+    votes = tf.math.unsorted_segment_sum(
+        tf.one_hot(labels, num_labels, dtype=tf.int32), row, batch
+    )
+    num_prompts = tf.math.unsorted_segment_sum(tf.ones_like(row), row, batch)
+    finite = tf.where(tf.math.is_finite(scores), scores, 0.0)
+    mean = tf.math.unsorted_segment_sum(finite, row, batch) / tf.cast(
+        tf.maximum(num_prompts, 1)[:, None], scores.dtype
+    )
+    top = tf.reduce_max(votes, axis=-1, keepdims=True)
+    label = tf.argmax(
+        tf.where(votes == top, mean, -np.inf), axis=-1, output_type=tf.int32
+    )
+    return label, votes, num_prompts
+
+
+def _piece_id(sentencepiece, piece: str) -> int:
+    """The id of a special piece (`<pad>`, `</s>`) in the SentencePiece model."""
+    piece_id = int(sentencepiece.string_to_id(piece).numpy())
+    if piece_id == int(sentencepiece.string_to_id("<unk>").numpy()):
+        raise ValueError(
+            f"The SentencePiece model has no {piece!r} piece; T5 needs <pad> and </s>."
+        )
+    return piece_id
+
+
+# ----------------------------------------------------------------------
+# The serving graph.
+# ----------------------------------------------------------------------
+class _ServingGraph:
+    """Builds the signature functions; holds the model only while tracing."""
+
+    def __init__(
+        self,
+        model,
+        module: tf.Module,
+        sentencepiece,
+        vocabulary_size: int,
+        bank: PromptBank,
+        max_input_length: int,
+        max_decode_length: int,
+        default_task: str,
+    ):
+        self.model = model
+        self.module = module
+        self.sp = sentencepiece
+        self.prompt_length, self.hidden_dim = model.prompt_shape
+        self.max_input_length = max_input_length
+        self.max_decode_length = max_decode_length
+        self.default_task = default_task
+        # Greedy decoding only picks ids the SentencePiece model can
+        # detokenize: not T5's sentinels (<extra_id_N>, ids 32000-32099) nor
+        # the embedding's padding rows, which have no text.
+        self.num_choices = min(vocabulary_size, model.backbone.vocabulary_size)
+        # T5 pads with <pad>, which is also the decoder's start token.
+        self.pad_id, self.eos_id = (
+            _piece_id(sentencepiece, piece) for piece in ("<pad>", "</s>")
+        )
+
+        stacked, indices = bank.stacked()
+        self.tasks = bank.tasks
+        self.max_prompts = max(len(v) for v in indices.values())
+        ensemble_table = np.full((len(self.tasks), self.max_prompts), -1, "int32")
+        for t, task in enumerate(self.tasks):
+            ensemble_table[t, : len(indices[task])] = indices[task]
+        self.first_prompt = tf.constant(ensemble_table[:, 0])
+        self.ensemble_table = tf.constant(ensemble_table)
+
+        # The verbalizers of every task, tokenized once at export: fixed
+        # shapes keep an example's scores independent of its batch.
+        self.max_labels = max([len(bank.verbalizers[t]) for t in self.tasks] + [1])
+        words = np.full((len(self.tasks), self.max_labels), b"", dtype=object)
+        counts = np.zeros(len(self.tasks), "int32")
+        for t, task in enumerate(self.tasks):
+            for c, word in enumerate(bank.verbalizers[task]):
+                words[t, c] = word.encode("utf-8")
+            counts[t] = len(bank.verbalizers[task])
+        ids, mask = self._tokenize_targets(tf.constant(words.reshape(-1)))
+        length = int(ids.shape[-1])
+        shape = (len(self.tasks), self.max_labels, length)
+        self.label_ids = tf.constant(tf.reshape(ids, shape).numpy())
+        self.label_mask = tf.constant(tf.reshape(mask, shape).numpy())
+        self.label_words = tf.constant(words)
+        self.label_counts = tf.constant(counts)
+        self.task_names = tf.constant(self.tasks)
+
+        module.prompt_bank = tf.Variable(
+            stacked, trainable=False, name="prompt_bank"
+        )
+        module.task_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(self.tasks),
+                tf.range(len(self.tasks), dtype=tf.int64),
+            ),
+            default_value=-1,
+        )
+
+    # -- tokenization ---------------------------------------------------
+    def _tokenize(self, text):
+        """`[B]` strings -> `[B, L]` ids + mask: tokens (truncated) + `</s>`.
+
+        Same as training's preprocessing (`T5Seq2SeqLMPreprocessor`): at most
+        `max_input_length - 1` tokens, then `</s>`, padded to the batch's
+        longest row.
+        """
+        pieces = self.sp.tokenize(text)[:, : self.max_input_length - 1]
+        batch = tf.shape(text)[0]
+        eos = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], self.eos_id))
+        ids = tf.concat([tf.cast(pieces, tf.int32), eos], axis=1)
+        token_ids = ids.to_tensor(default_value=self.pad_id)
+        mask = tf.sequence_mask(
+            ids.row_lengths(), tf.shape(token_ids)[1], dtype=tf.int32
+        )
+        return token_ids, mask
+
+    def _tokenize_targets(self, text):
+        """`[M]` targets -> `[M, T]` decoder ids `<pad> tokens </s>` + mask."""
+        pieces = self.sp.tokenize(text)[:, : self.max_decode_length - 1]
+        count = tf.shape(text)[0]
+        start = tf.RaggedTensor.from_tensor(tf.fill([count, 1], self.pad_id))
+        eos = tf.RaggedTensor.from_tensor(tf.fill([count, 1], self.eos_id))
+        ids = tf.concat([start, tf.cast(pieces, tf.int32), eos], axis=1)
+        token_ids = ids.to_tensor(default_value=self.pad_id)
+        mask = tf.sequence_mask(
+            ids.row_lengths(), tf.shape(token_ids)[1], dtype=tf.int32
+        )
+        return token_ids, mask
+
+    # -- model pieces ---------------------------------------------------
+    def _check_prompt(self, prompt, batch):
+        length, width = self.prompt_length, self.hidden_dim
+        shape = _padded_shape(prompt, 3)
+        rules = [
+            (
+                tf.equal(tf.rank(prompt), 3),
+                [f"`prompt` must be float32 [batch, prompt_length={length}, "
+                 f"hidden_dim={width}]; got shape", tf.shape(prompt)],
+            ),
+            (
+                tf.equal(shape[1], length),
+                ["prompt length", shape[1],
+                 f"does not match prompt_length {length} of the model"],
+            ),
+            (
+                tf.equal(shape[2], width),
+                ["prompt width", shape[2],
+                 f"does not match hidden size {width} of the model"],
+            ),
+            (
+                tf.equal(shape[0], batch),
+                ["`text` and `prompt` batch sizes differ:", batch, "vs", shape[0]],
+            ),
+            (
+                tf.reduce_all(tf.math.is_finite(prompt)),
+                ["`prompt` holds NaN or Inf values"],
+            ),
+        ]
+        checked = _validate(rules, prompt, after=(batch,))
+        return _static(checked, [-1, length, width])
+
+    def _task_ids(self, task, batch):
+        """`(task, ids)`: the validated `[B]` names and their bank task ids."""
+        task = _check_strings(task, "task", batch)
+        ids = tf.cast(self.module.task_table.lookup(task), tf.int32)
+        rules = [
+            (
+                tf.reduce_all(ids >= 0),
+                ["Unknown task(s):", tf.boolean_mask(task, ids < 0),
+                 "; this export serves:", self.task_names],
+            )
+        ]
+        return _validate(rules, task, ids, after=(task,))
+
+    def _encode(self, token_ids, mask, prompts):
+        encoded, full_mask = self.model._encode(token_ids, mask, prompts)
+        return encoded, full_mask
+
+    def _generate(self, encoded, token_mask):
+        """Greedy decoding with the key/value caches; per-row stopping at `</s>`.
+
+        Returns the decoded strings and the log-probability of the decoded
+        ids (including `</s>` when it was produced).
+        """
+        model = self.model
+        steps = self.max_decode_length
+        batch = tf.shape(encoded)[0]
+        self_cache, cross_cache = model._initialize_cache(
+            token_mask, tf.zeros([batch, steps], tf.int32)
+        )
+        positions = tf.range(steps)[None, :]
+
+        def pick(logits, t, tokens, score, length, finished):
+            log_probs = tf.nn.log_softmax(tf.cast(logits[:, 0, :], tf.float32))
+            choice = tf.argmax(
+                log_probs[:, : self.num_choices], axis=-1, output_type=tf.int32
+            )
+            choice = tf.where(finished, self.pad_id, choice)
+            gained = tf.gather(log_probs, choice, batch_dims=1)
+            score = score + tf.where(finished, 0.0, gained)
+            length = length + tf.cast(~finished, tf.int32)
+            tokens = tf.where(positions == t, choice[:, None], tokens)
+            finished = finished | tf.equal(choice, self.eos_id)
+            return choice, tokens, score, length, finished
+
+        # Step 0 also fills the cross-attention cache over prompt + input.
+        start = tf.fill([batch, 1], self.pad_id)
+        logits, _, self_cache, cross_cache = model.call_decoder_with_cache(
+            encoder_hidden_states=encoded,
+            encoder_padding_mask=token_mask,
+            decoder_token_ids=start,
+            self_attention_cache=self_cache,
+            self_attention_cache_update_index=0,
+            cross_attention_cache=cross_cache,
+            cross_attention_cache_update_index=0,
+        )
+        state = pick(
+            logits,
+            0,
+            tf.zeros([batch, steps], tf.int32),
+            tf.zeros([batch], tf.float32),
+            tf.zeros([batch], tf.int32),
+            tf.zeros([batch], tf.bool),
+        )
+
+        def cond(t, cache, last, tokens, score, length, finished):
+            return tf.logical_and(t < steps, ~tf.reduce_all(finished))
+
+        def body(t, cache, last, tokens, score, length, finished):
+            logits, _, cache, _ = model.call_decoder_with_cache(
+                encoder_hidden_states=encoded,
+                encoder_padding_mask=token_mask,
+                decoder_token_ids=last[:, None],
+                self_attention_cache=cache,
+                self_attention_cache_update_index=t,
+                cross_attention_cache=cross_cache,
+                cross_attention_cache_update_index=None,
+            )
+            state = pick(logits, t, tokens, score, length, finished)
+            return (t + 1, cache, *state)
+
+        _, _, _, tokens, score, length, finished = tf.while_loop(
+            cond, body, (tf.constant(1), self_cache, *state)
+        )
+        # Text stops before `</s>`.
+        text_length = length - tf.cast(finished, tf.int32)
+        ragged = tf.RaggedTensor.from_tensor(tokens, lengths=text_length)
+        text = self.sp.detokenize(ragged)
+        return tf.ensure_shape(text, [None]), tf.ensure_shape(score, [None])
+
+    def _score(self, encoded, encoder_mask, target_ids, target_mask):
+        """Summed log-probabilities `[B, C]` of `[B, C, T]` decoder targets.
+
+        The encoder output of each example is shared by its C candidates:
+        rank classification as in `PromptTunedT5.score`.
+        """
+        num = tf.shape(target_ids)[1]
+        length = tf.shape(target_ids)[2]
+        flat_ids = tf.reshape(target_ids, [-1, length])
+        flat_mask = tf.reshape(target_mask, [-1, length])
+        encoded = tf.repeat(encoded, num, axis=0)
+        encoder_mask = tf.repeat(encoder_mask, num, axis=0)
+        hidden = self.model._decode(
+            flat_ids[:, :-1], flat_mask[:, :-1], encoded, encoder_mask
+        )
+        logits = tf.cast(self.model._logits(hidden), tf.float32)
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        token_scores = tf.gather(log_probs, flat_ids[:, 1:], batch_dims=2)
+        weights = tf.cast(flat_mask[:, 1:], tf.float32)
+        totals = tf.reduce_sum(token_scores * weights, axis=-1)
+        return tf.reshape(totals, [-1, num])
+
+    def _label_scores(self, encoded, encoder_mask, task_ids):
+        """Scores `[B, Cmax]` of each row's task verbalizers (-inf = no label)."""
+        scores = self._score(
+            encoded,
+            encoder_mask,
+            tf.gather(self.label_ids, task_ids),
+            tf.gather(self.label_mask, task_ids),
+        )
+        counts = tf.gather(self.label_counts, task_ids)
+        valid = tf.range(self.max_labels)[None, :] < counts[:, None]
+        return tf.where(valid, scores, -np.inf), counts
+
+    # -- signatures -------------------------------------------------------
+    def serving_default(self, text, prompt):
+        text = _check_strings(text, "text")
+        batch = tf.shape(text)[0]
+        prompt = self._check_prompt(prompt, batch)
+        token_ids, mask = self._tokenize(text)
+        encoded, _ = self._encode(token_ids, mask, prompt)
+        output_text, output_score = self._generate(encoded, mask)
+        return {"output_text": output_text, "output_score": output_score}
+
+    def classify(self, text, prompt, candidates):
+        text = _check_strings(text, "text")
+        batch = tf.shape(text)[0]
+        prompt = self._check_prompt(prompt, batch)
+        shape = _padded_shape(candidates, 2)
+        rank = tf.rank(candidates)
+        rows = tf.where(tf.equal(rank, 2), shape[0], 1)
+        num = tf.where(tf.equal(rank, 2), shape[1], shape[0])
+        candidates = _validate(
+            [
+                (
+                    tf.logical_or(tf.equal(rank, 1), tf.equal(rank, 2)),
+                    ["`candidates` must be strings [C] (shared) or [batch, C]; "
+                     "got shape", tf.shape(candidates)],
+                ),
+                (num > 0, ["`candidates` is empty"]),
+                (
+                    tf.logical_or(tf.equal(rows, batch), tf.equal(rows, 1)),
+                    ["`candidates` [batch, C] and `text` batch sizes differ:",
+                     rows, "vs", batch],
+                ),
+            ],
+            candidates,
+            after=(batch, prompt),
+        )
+        table = tf.reshape(candidates, [rows, num])
+        table = tf.broadcast_to(table, [batch, num])
+        token_ids, mask = self._tokenize(text)
+        encoded, encoder_mask = self._encode(token_ids, mask, prompt)
+        target_ids, target_mask = self._tokenize_targets(tf.reshape(table, [-1]))
+        target_ids = tf.reshape(target_ids, [batch, num, -1])
+        target_mask = tf.reshape(target_mask, [batch, num, -1])
+        scores = self._score(encoded, encoder_mask, target_ids, target_mask)
+        label = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        return {
+            "scores": tf.ensure_shape(scores, [None, None]),
+            "label": tf.ensure_shape(label, [None]),
+            "label_text": tf.ensure_shape(
+                tf.gather(table, label, batch_dims=1), [None]
+            ),
+        }
+
+    def by_task(self, text, task):
+        text = _check_strings(text, "text")
+        batch = tf.shape(text)[0]
+        task, task_ids = self._task_ids(task, batch)
+        prompt_ids = tf.gather(self.first_prompt, task_ids)
+        prompt = tf.gather(self.module.prompt_bank, prompt_ids)
+        token_ids, mask = self._tokenize(text)
+        encoded, encoder_mask = self._encode(token_ids, mask, prompt)
+        output_text, output_score = self._generate(encoded, mask)
+        scores, counts = self._label_scores(encoded, encoder_mask, task_ids)
+        label = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        has_labels = counts > 0
+        words = tf.gather(tf.gather(self.label_words, task_ids), label, batch_dims=1)
+        return {
+            "output_text": output_text,
+            "output_score": output_score,
+            "label": tf.ensure_shape(tf.where(has_labels, label, -1), [None]),
+            "label_text": tf.ensure_shape(tf.where(has_labels, words, ""), [None]),
+        }
+
+    def ensemble(self, text, task):
+        text = _check_strings(text, "text")
+        batch = tf.shape(text)[0]
+        task, task_ids = self._task_ids(task, batch)
+        counts = tf.gather(self.label_counts, task_ids)
+        task_ids = _validate(
+            [
+                (
+                    tf.reduce_all(counts > 0),
+                    ["`ensemble` needs tasks with verbalizers; these have none:",
+                     tf.boolean_mask(task, counts <= 0)],
+                )
+            ],
+            task_ids,
+            after=(task_ids,),
+        )
+        token_ids, mask = self._tokenize(text)
+        # All K prompts of every example go through the model as one batch.
+        table = tf.gather(self.ensemble_table, task_ids)  # [B, K]
+        where = tf.where(table >= 0)  # [M, 2] (example, prompt slot)
+        row = tf.cast(where[:, 0], tf.int32)
+        prompt_ids = tf.gather_nd(table, where)
+        row_tasks = tf.gather(task_ids, row)
+        encoded, encoder_mask = self._encode(
+            tf.gather(token_ids, row),
+            tf.gather(mask, row),
+            tf.gather(self.module.prompt_bank, prompt_ids),
+        )
+        scores, _ = self._label_scores(encoded, encoder_mask, row_tasks)
+        labels = tf.argmax(scores, axis=-1, output_type=tf.int32)  # [M]
+        prompt_labels = tf.tensor_scatter_nd_update(
+            tf.fill([batch, self.max_prompts], -1), where, labels
+        )
+        label, votes, num_prompts = _majority_vote(
+            scores, labels, row, batch, self.max_labels
+        )
+        words = tf.gather(tf.gather(self.label_words, task_ids), label, batch_dims=1)
+        return {
+            "label": tf.ensure_shape(label, [None]),
+            "label_text": tf.ensure_shape(words, [None]),
+            "prompt_labels": tf.ensure_shape(
+                prompt_labels, [None, self.max_prompts]
+            ),
+            "votes": tf.ensure_shape(votes, [None, self.max_labels]),
+            "num_prompts": tf.ensure_shape(num_prompts, [None]),
+        }
+
+    def serve_tf_examples(self, examples):
+        examples = _check_strings(examples, "examples")
+        features = tf.io.parse_example(
+            examples,
+            {
+                "text": tf.io.FixedLenFeature([], tf.string),
+                "task": tf.io.FixedLenFeature(
+                    [], tf.string, default_value=self.default_task
+                ),
+            },
+        )
+        return self.by_task(features["text"], features["task"])
+
+    def signatures(self) -> dict[str, Any]:
+        def spec(name, dtype):
+            return tf.TensorSpec(shape=None, dtype=dtype, name=name)
+
+        text = spec("text", tf.string)
+        prompt = spec("prompt", tf.float32)
+        task = spec("task", tf.string)
+        functions = {
+            "serving_default": (self.serving_default, [text, prompt]),
+            "classify": (
+                self.classify,
+                [text, prompt, spec("candidates", tf.string)],
+            ),
+            "by_task": (self.by_task, [text, task]),
+            "ensemble": (self.ensemble, [text, task]),
+            "serve_tf_examples": (
+                self.serve_tf_examples,
+                [spec("examples", tf.string)],
+            ),
+        }
+        return {
+            name: tf.function(fn, input_signature=specs).get_concrete_function()
+            for name, (fn, specs) in functions.items()
+        }
+
+
+# ----------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------
+def _sentencepiece_proto(model, tokenizer) -> bytes:
+    if tokenizer is None:
+        tokenizer = getattr(getattr(model, "preprocessor", None), "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(
+                "The model has no preprocessor, so its vocabulary is unknown; pass "
+                "`tokenizer=` (a keras-hub T5Tokenizer, spiece.model bytes or path)."
+            )
+    if isinstance(tokenizer, (bytes, bytearray)):
+        return bytes(tokenizer)
+    if isinstance(tokenizer, (str, os.PathLike)):
+        return Path(tokenizer).read_bytes()
+    proto = getattr(tokenizer, "proto", None)
+    if not proto:
+        raise ValueError(
+            f"{type(tokenizer).__name__} has no SentencePiece proto; the export "
+            "needs a SentencePiece vocabulary (T5Tokenizer)."
+        )
+    return bytes(proto)
+
+
+def _tf_variables(model) -> list[tf.Variable]:
+    """The `tf.Variable`s behind the model's Keras variables.
+
+    The module tracks these rather than the Keras variables: a Keras variable
+    exports as a second `tf.Variable` wrapping the first, so the checkpoint
+    restore op fills one copy while the signatures read the other. TF2's
+    object-based loader copes, but TF Serving's C++ loader (restore op, then
+    `Session::Run`) would fail with "Could not find variable".
+    """
+    variables = []
+    for weight in model.weights:
+        value = weight.value
+        if not isinstance(value, tf.Variable):
+            raise TypeError(
+                f"Weight {weight.path} is not backed by a tf.Variable "
+                f"({type(value).__name__}); export needs the TensorFlow backend."
+            )
+        variables.append(value)
+    return variables
+
+
+def _resolve_bank(model, prompt_bank) -> PromptBank:
+    if prompt_bank is None:
+        return PromptBank({DEFAULT_TASK: [model.get_prompt()]})
+    if isinstance(prompt_bank, PromptBank):
+        bank = prompt_bank
+    elif isinstance(prompt_bank, Mapping):
+        bank = PromptBank.from_files(prompt_bank)
+    else:
+        raise TypeError(
+            "`prompt_bank` must be a PromptBank or a dict task -> prompt file(s) "
+            f"or array(s); got {type(prompt_bank).__name__}."
+        )
+    bank.check_shape(model.prompt_shape)
+    return bank
+
+
+def _next_version(export_dir: Path) -> int:
+    versions = [int(p.name) for p in export_dir.glob("*") if p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def saved_model_ops(path: str | os.PathLike) -> set[str]:
+    """Names of every op in a SavedModel's graph and function library.
+
+    Used to check that an export holds only ops the stock model server has
+    kernels for (core TF and TF Text).
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    ops = set()
+    for meta_graph in proto.meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    functions = {
+        f.signature.name
+        for m in proto.meta_graphs
+        for f in m.graph_def.library.function
+    }
+    return ops - functions
+
+
+def export_saved_model(
+    model,
+    export_dir: str | os.PathLike,
+    version: int | None = 1,
+    prompt_bank: PromptBank | Mapping[str, Any] | None = None,
+    *,
+    max_input_length: int | None = None,
+    max_decode_length: int | None = None,
+    tokenizer: Any = None,
+    default_task: str | None = None,
+    warmup: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Writes `export_dir/<version>/`, a SavedModel TF Serving loads as is.
+
+    Signatures (inputs -> outputs; `B` is the batch, `P, H` the prompt shape):
+
+    * `serving_default`: `text` string `[B]`, `prompt` float32 `[B, P, H]` ->
+      `output_text` string `[B]` (greedy decoding, up to `max_decode_length`
+      tokens, stopping at `</s>`), `output_score` float32 `[B]` (the decoded
+      ids' log-probability, `</s>` included).
+    * `classify`: `text`, `prompt`, `candidates` string `[C]` or `[B, C]` ->
+      `scores` float32 `[B, C]` (summed log-likelihood of each candidate),
+      `label` int32 `[B]` (argmax index), `label_text` string `[B]`.
+    * `by_task`: `text`, `task` string `[B]` -> `output_text`, `output_score`,
+      and rank classification over the task's verbalizers: `label` (-1 for
+      tasks without verbalizers) and `label_text`. Tasks may mix in a batch.
+    * `ensemble`: `text`, `task` -> `label`, `label_text` (majority vote over
+      the task's K bank prompts, ties to the best mean log-likelihood),
+      `prompt_labels` int32 `[B, Kmax]` (-1 pads), `votes` int32 `[B, Cmax]`,
+      `num_prompts` int32 `[B]`. All `B x K` rows run as one batch.
+    * `serve_tf_examples`: `examples` (serialized `tf.Example`s with bytes
+      features `text` and optional `task`) -> the outputs of `by_task`.
+
+    Text longer than `max_input_length - 1` SentencePiece tokens is truncated
+    (then `</s>` is appended), as in training; empty text is valid. Malformed
+    requests fail with `InvalidArgument` and a message saying what is wrong.
+
+    The version directory is written under a temporary name and renamed when
+    complete, so a server polling `export_dir` never loads half an export.
+
+    Args:
+        model: a `PromptTunedT5`; its weights are copied into the export.
+        export_dir: the model's base path (TF Serving's `base_path`).
+        version: the version directory; `None` picks the next free number.
+        prompt_bank: a `PromptBank`, a dict task -> prompt file(s) (see
+            `PromptBank.from_files`), or `None` for a bank holding the model's
+            own prompt under the task name `"default"`.
+        max_input_length: encoder tokens per example, `</s>` included; default
+            the preprocessor's `encoder_sequence_length`, else 512.
+        max_decode_length: most decoded tokens, `</s>` included (also the
+            longest `classify` candidate); default the preprocessor's
+            `decoder_sequence_length`, else 32.
+        tokenizer: the SentencePiece vocabulary when the model has no
+            preprocessor (keras-hub T5Tokenizer, `spiece.model` path or bytes).
+        default_task: `serve_tf_examples`'s task for examples without one;
+            default the bank's first task.
+        warmup: write `assets.extra/tf_serving_warmup_requests` (one small
+            request per signature), which the server replays at load time so
+            the first real request does not pay for graph initialisation.
+        overwrite: replace an existing version directory.
+
+    Returns:
+        The path of the written version directory.
+    """
+    preprocessor = getattr(model, "preprocessor", None)
+    if max_input_length is None:
+        max_input_length = getattr(preprocessor, "encoder_sequence_length", None) or 512
+    if max_decode_length is None:
+        max_decode_length = (
+            getattr(preprocessor, "decoder_sequence_length", None) or 32
+        )
+    for name, value in (
+        ("max_input_length", max_input_length),
+        ("max_decode_length", max_decode_length),
+    ):
+        if not isinstance(value, (int, np.integer)) or value < 2:
+            raise ValueError(f"`{name}` must be an integer >= 2; got {value!r}.")
+    bank = _resolve_bank(model, prompt_bank)
+    if default_task is None:
+        default_task = bank.tasks[0]
+    elif default_task not in bank.prompts:
+        raise ValueError(
+            f"`default_task` {default_task!r} is not in the bank ({bank.tasks})."
+        )
+    export_dir = Path(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        version = _next_version(export_dir)
+    if not isinstance(version, (int, np.integer)) or version < 0:
+        raise ValueError(f"`version` must be an integer >= 0; got {version!r}.")
+    target = export_dir / str(int(version))
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target} already exists; pick another `version` (TF Serving "
+            "versions are immutable) or pass `overwrite=True`."
+        )
+
+    import tensorflow_text as tf_text
+
+    proto = _sentencepiece_proto(model, tokenizer)
+    module = tf.Module(name="keras_prompt_serving")
+    module.model_variables = _tf_variables(model)
+    module.tokenizer = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.int32)
+    vocabulary_size = int(module.tokenizer.vocab_size().numpy())
+    graph = _ServingGraph(
+        model,
+        module,
+        module.tokenizer,
+        vocabulary_size,
+        bank,
+        int(max_input_length),
+        int(max_decode_length),
+        default_task,
+    )
+    with _core_tf_ops(), warnings.catch_warnings():
+        # keras-hub's attention layers warn that they drop Keras masks; the
+        # masks are passed explicitly, so the warning is noise here.
+        warnings.filterwarnings("ignore", message=".*does not support masking.*")
+        signatures = graph.signatures()
+
+    metadata = {
+        "format_version": 1,
+        "keras_prompt_version": __version__,
+        "prompt_shape": list(model.prompt_shape),
+        "max_input_length": int(max_input_length),
+        "max_decode_length": int(max_decode_length),
+        "default_task": default_task,
+        "tasks": bank.metadata(),
+        "signatures": {
+            name: {
+                "inputs": list(serving_client.SIGNATURE_INPUTS[name]),
+                "outputs": list(serving_client.SIGNATURE_OUTPUTS[name]),
+            }
+            for name in SIGNATURES
+        },
+        "model": model.prompt_metadata()["backbone"],
+    }
+
+    temp = Path(tempfile.mkdtemp(prefix=f".tmp-{int(version)}-", dir=export_dir))
+    try:
+        tf.saved_model.save(module, str(temp), signatures=signatures)
+        extra = temp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        (extra / METADATA_FILE).write_text(
+            json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        if warmup:
+            _write_warmup(extra / WARMUP_FILE, bank, default_task)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(temp, target)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_warmup(path: Path, bank: PromptBank, task: str) -> None:
+    """One batch-1 request per signature, in TF Serving's warmup format."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    prompt = bank.prompts[task][0]
+    labelled = [t for t in bank.tasks if bank.verbalizers[t]]
+    requests = {
+        "serving_default": dict(text=["warmup"], prompt=prompt),
+        "classify": dict(text=["warmup"], prompt=prompt, candidates=["yes", "no"]),
+        "by_task": dict(text=["warmup"], task=[task]),
+        "serve_tf_examples": dict(text=["warmup"], task=[task]),
+    }
+    if labelled:
+        requests["ensemble"] = dict(text=["warmup"], task=[labelled[0]])
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for signature, inputs in requests.items():
+            request = serving_client.predict_request("warmup", signature, **inputs)
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
