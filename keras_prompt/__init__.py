@@ -6,7 +6,7 @@ import os
 # pick the TF backend unless the user already chose one.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from keras_prompt import initializers  # noqa: E402
+from keras_prompt import callbacks, initializers  # noqa: E402
 from keras_prompt.layers import SoftPrompt  # noqa: E402
 from keras_prompt.models import PromptTunedT5  # noqa: E402
 from keras_prompt.optimizers import PromptAdafactor  # noqa: E402
@@ -18,6 +18,7 @@ __all__ = [
     "PromptTunedT5",
     "SoftPrompt",
     "__version__",
+    "callbacks",
     "initializers",
     "load_prompt_file",
     "save_prompt_file",

@@ -2,9 +2,13 @@
 
 keras-prompt make-preset --geometry t5_small --vocab spiece.model --out DIR
 keras-prompt import-hf HF_CHECKPOINT_DIR --out PRESET_DIR
+keras-prompt lm-adapt --corpus DIR --vocab spiece.model --geometry t5_1_1_mini --out RUN
 keras-prompt train --task sst2 --model PRESET --data-dir DATA --out OUT
+    [--strategy default|mirrored|multiworker|tpu] [--backup-dir DIR]
 keras-prompt eval  --task sst2 --model PRESET --prompt OUT/sst2.npy --data-dir DATA
 keras-prompt inspect OUT/sst2.npy --model PRESET
+    keras-prompt export --model PRESET --prompt sst2=OUT/sst2.npy --out EXPORT
+    keras-prompt query EXPORT/1 --signature by_task --task sst2 --text "a fine film"
 """
 
 from __future__ import annotations
@@ -103,6 +107,46 @@ def cmd_make_preset(args) -> int:
     return 0
 
 
+def cmd_lm_adapt(args) -> int:
+    _set_seed(args.seed)
+    _set_dtype(args.dtype)
+    import shlex
+
+    from keras_prompt.pretraining import PretrainConfig, pretrain
+
+    config = PretrainConfig(
+        corpus=args.corpus,
+        out=args.out,
+        vocab=args.vocab,
+        geometry=args.geometry,
+        model=args.model,
+        steps=args.steps,
+        span_corruption_steps=args.span_corruption_steps,
+        batch_size=args.batch_size,
+        sequence_length=args.sequence_length,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        dropout=args.dropout,
+        dtype=args.dtype,
+        eval_every=args.eval_every,
+        eval_batches=args.eval_batches,
+        heldout_fraction=args.heldout_fraction,
+        min_chars=args.min_chars,
+        checkpoint_seconds=args.checkpoint_minutes * 60,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+        preset_weights_dtype=args.preset_weights_dtype,
+        resume_from=args.resume_from,
+        command="keras-prompt " + shlex.join(sys.argv[1:]),
+    )
+    try:
+        result = pretrain(config, verbose=args.verbose)
+    except KeyboardInterrupt:
+        return 130
+    _print_json(result)
+    return 0
+
+
 def cmd_import_hf(args) -> int:
     from keras_prompt.checkpoints import convert_hf_checkpoint
 
@@ -120,21 +164,78 @@ def _load_split(task, split, args, limit=None):
     return examples[:limit] if limit else examples
 
 
+def _get_strategy(args):
+    """The `--strategy`; made first, as multi-worker set-up must precede TF ops."""
+    from keras_prompt import distribute
+
+    return distribute.get_strategy(
+        args.strategy, connect_timeout=args.connect_timeout, tpu=args.tpu
+    )
+
+
 def cmd_train(args) -> int:
+    strategy = _get_strategy(args)
     _set_seed(args.seed)
     _set_dtype(args.dtype)
+    import hashlib
+
+    from keras_prompt import distribute
+    from keras_prompt.callbacks import PromptBackup, PromptCheckpoint
     from keras_prompt.data import get_task
     from keras_prompt.optimizers import PromptAdafactor
     from keras_prompt.training import evaluate_prompt, train_prompt
 
     task = get_task(args.task)
+    info = distribute.describe(strategy)
+    fixed_shape = args.fixed_shape or args.strategy == "tpu"  # XLA: static shapes
+    if args.strategy == "tpu" and args.batch_size % info["num_replicas"]:
+        raise ValueError(
+            f"--batch-size {args.batch_size} must be a multiple of the "
+            f"{info['num_replicas']} TPU cores, which need equal static batches."
+        )
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise ValueError(
+            f"--checkpoint-every must be >= 1; got {args.checkpoint_every}."
+        )
+    checkpoint_every = args.checkpoint_every or (
+        min(100, args.steps) if args.backup_dir else None
+    )
     # Read (and validate) all data before any training time is spent.
     train_examples = _load_split(task, "train", args)
     eval_examples = _load_split(task, args.eval_split, args, args.eval_limit)
-    model = _load_model(args, task, init=args.init)
-    model.compile(optimizer=PromptAdafactor(learning_rate=args.learning_rate))
+    with strategy.scope():
+        model = _load_model(args, task, init=args.init)
+        model.compile(
+            optimizer=PromptAdafactor(learning_rate=args.learning_rate),
+            jit_compile=args.jit_compile,
+        )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    chief = info["chief"]
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+    callbacks = []
+    if args.backup_dir:
+        callbacks.append(
+            PromptBackup(
+                args.backup_dir,
+                save_freq=checkpoint_every,
+                run_config={
+                    "task": task.name,
+                    "batch_size": args.batch_size,
+                    "seed": args.seed,
+                    "max_input_length": args.max_input_length,
+                    "fixed_shape": fixed_shape,
+                },
+            )
+        )
+    if args.checkpoint_every:
+        callbacks.append(
+            PromptCheckpoint(
+                out / "checkpoints",
+                monitor="loss",
+                metadata={"task": task.name, "verbalizers": list(task.verbalizers)},
+            )
+        )
     start = time.perf_counter()
     history = train_prompt(
         model,
@@ -144,10 +245,41 @@ def cmd_train(args) -> int:
         batch_size=args.batch_size,
         max_input_length=args.max_input_length,
         seed=args.seed,
-        fixed_shape=args.fixed_shape,
+        fixed_shape=fixed_shape,
+        callbacks=callbacks,
+        steps_per_epoch=checkpoint_every,
         verbose=args.verbose,
     )
     train_seconds = time.perf_counter() - start
+    backups = [c for c in callbacks if isinstance(c, PromptBackup)]
+    resumed = backups[0].restored_meta if backups else None
+    losses = history.history.get("loss") or [None]
+    result = {
+        "task": task.name,
+        "model": args.model,
+        "prompt": None,
+        "steps": args.steps,
+        "trained_steps": int(model.optimizer.iterations.numpy()),
+        "resumed_from_step": int(resumed["step"]) if resumed else None,
+        "batch_size": args.batch_size,
+        "prompt_length": args.prompt_length,
+        "init": args.init,
+        "seed": args.seed,
+        "dtype": args.dtype or "float32",
+        "jit_compile": bool(args.jit_compile),
+        "fixed_shape": fixed_shape,
+        **info,
+        "prompt_sha256": hashlib.sha256(model.get_prompt().tobytes()).hexdigest(),
+        "train_seconds": round(train_seconds, 1),
+        "final_loss": None if losses[-1] is None else float(losses[-1]),
+        "eval_split": args.eval_split,
+        "eval": None,
+    }
+    if not chief:
+        # Workers train in lockstep with the chief and hold the same prompt;
+        # only the chief writes the prompt and metrics (and evaluates).
+        _print_json(result)
+        return 0
     prompt_path = model.save_prompt(
         out / task.name,
         task=task.name,
@@ -155,24 +287,10 @@ def cmd_train(args) -> int:
         init=args.init,
         seed=args.seed,
     )
-    metrics = evaluate_prompt(
+    result["prompt"] = str(prompt_path)
+    result["eval"] = evaluate_prompt(
         model, task, eval_examples, batch_size=args.eval_batch_size
     )
-    result = {
-        "task": task.name,
-        "model": args.model,
-        "prompt": str(prompt_path),
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "prompt_length": args.prompt_length,
-        "init": args.init,
-        "seed": args.seed,
-        "dtype": args.dtype or "float32",
-        "train_seconds": round(train_seconds, 1),
-        "final_loss": float(history.history["loss"][-1]),
-        "eval_split": args.eval_split,
-        "eval": metrics,
-    }
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     _print_json(result)
     return 0
@@ -249,6 +367,75 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _parse_bank(items: Sequence[str]) -> dict[str, list[str]]:
+    bank: dict[str, list[str]] = {}
+    for item in items:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise ValueError(f"--prompt expects TASK=PATH.npy; got {item!r}.")
+        bank.setdefault(task, []).append(path)
+    return bank
+
+
+def cmd_export(args) -> int:
+    from keras_prompt.serving import PromptBank, export_saved_model
+
+    bank = PromptBank.from_files(_parse_bank(args.prompt)) if args.prompt else None
+    prompt_length = args.prompt_length
+    if bank is not None:
+        prompt_length = bank.prompt_shape[0]
+    elif prompt_length is None:
+        raise ValueError("Give --prompt TASK=PATH.npy (repeatable) or --prompt-length.")
+    model = _load_model(args, prompt_length=prompt_length)
+    path = export_saved_model(
+        model,
+        args.out,
+        version=args.version,
+        prompt_bank=bank,
+        max_input_length=args.max_input_length,
+        max_decode_length=args.max_decode_length,
+    )
+    _print_json({"export": str(path), "tasks": bank.tasks if bank else ["default"]})
+    return 0
+
+
+def cmd_query(args) -> int:
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
+
+    from keras_prompt.serving.client import build_inputs
+
+    loaded = tf.saved_model.load(args.export)
+    if args.signature not in loaded.signatures:
+        raise ValueError(
+            f"{args.export} has no signature {args.signature!r}; it has "
+            f"{sorted(loaded.signatures)}."
+        )
+    texts = args.text
+    inputs = build_inputs(
+        args.signature,
+        text=texts,
+        task=[args.task] * len(texts) if args.task else None,
+        candidates=args.candidates,
+    )
+    outputs = loaded.signatures[args.signature](
+        **{k: tf.constant(v) for k, v in inputs.items()}
+    )
+    decoded = {}
+    for name, value in outputs.items():
+        array = value.numpy()
+        if array.dtype == object:
+            array = [
+                [b.decode() for b in row] if array.ndim > 1 else row.decode()
+                for row in array
+            ]
+        else:
+            array = array.tolist()
+        decoded[name] = array
+    _print_json({"signature": args.signature, "text": texts, **decoded})
+    return 0
+
+
 def _add_data_args(parser) -> None:
     parser.add_argument(
         "--task", required=True, help="sst2, mrpc, qqp, rte, boolq, cb, copa, wic"
@@ -286,6 +473,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_preset)
 
     p = sub.add_parser(
+        "lm-adapt", help="pretrain / LM-adapt a T5 on plain text, write a preset"
+    )
+    p.add_argument("--corpus", nargs="+", required=True, help="text files or dirs")
+    p.add_argument("--vocab", required=True, help="SentencePiece model (spiece.model)")
+    p.add_argument("--out", required=True, help="run dir (checkpoint/, preset/)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--geometry", help="train from scratch: a named geometry")
+    source.add_argument("--model", help="keras-hub preset to continue from")
+    p.add_argument("--steps", type=int, default=1000, help="total optimizer steps")
+    p.add_argument(
+        "--span-corruption-steps",
+        type=int,
+        default=0,
+        help="first N steps use T5 span corruption, the rest LM adaptation",
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sequence-length", type=int, default=128)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--dtype", help="e.g. mixed_bfloat16")
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--eval-batches", type=int, default=16)
+    p.add_argument("--heldout-fraction", type=float, default=0.005)
+    p.add_argument("--min-chars", type=int, default=20)
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
+    p.add_argument("--resume-from", help="checkpoint dir (default: OUT/checkpoint)")
+    p.add_argument(
+        "--preset-weights-dtype",
+        default="float16",
+        choices=("float32", "float16", "bfloat16"),
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", default=2, help="Keras fit verbosity (auto, 0, 1, 2)")
+    p.set_defaults(func=cmd_lm_adapt)
+
+    p = sub.add_parser(
         "import-hf", help="convert a Hugging Face T5 checkpoint to a preset"
     )
     p.add_argument("checkpoint")
@@ -321,6 +546,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verbose", default="auto", help="Keras fit verbosity (auto, 0, 1, 2)"
     )
+    p.add_argument(
+        "--strategy",
+        default="default",
+        choices=["default", "mirrored", "multiworker", "tpu"],
+        help="tf.distribute strategy: none, this machine's GPUs, the TF_CONFIG "
+        "cluster (one command per worker), or a TPU",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=300.0,
+        help="multiworker: seconds to wait for every TF_CONFIG peer",
+    )
+    p.add_argument("--tpu", help="tpu: TPU name or grpc:// address (default TPU_NAME)")
+    p.add_argument(
+        "--jit-compile",
+        action="store_true",
+        help="XLA-compile the train step (use with --fixed-shape)",
+    )
+    p.add_argument(
+        "--backup-dir",
+        help="prompt-only backups here; rerunning the command resumes from them",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="steps between backups and OUT/checkpoints/{last,best} prompts "
+        "(default with --backup-dir: 100)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="rank-classification metrics of a saved prompt")
@@ -331,6 +585,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "export", help="write a TF Serving SavedModel with a prompt bank"
+    )
+    p.add_argument("--model", required=True, help="the frozen backbone's preset/dir")
+    p.add_argument(
+        "--prompt",
+        action="append",
+        default=[],
+        help="TASK=PATH.npy; repeat for more tasks, or a task's ensemble members",
+    )
+    p.add_argument("--prompt-length", type=int, help="only without --prompt")
+    p.add_argument("--out", required=True, help="export base dir (versions inside)")
+    p.add_argument("--version", type=int, default=None, help="default: next free")
+    p.add_argument("--max-input-length", type=int, default=256)
+    p.add_argument("--max-decode-length", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "query", help="call a signature of an export (TF + TF Text only)"
+    )
+    p.add_argument("export", help="a version dir, e.g. EXPORT/1")
+    p.add_argument("--signature", default="by_task")
+    p.add_argument("--text", action="append", required=True)
+    p.add_argument("--task")
+    p.add_argument("--candidates", nargs="+")
+    p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("inspect", help="shape, norms and nearest vocabulary tokens")
     p.add_argument("prompt")
@@ -358,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.verbose = int(args.verbose)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, TimeoutError) as e:
         print(f"keras-prompt {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_prompt.data import (
     Example,
@@ -48,34 +50,138 @@ def train_prompt(
     Batches are length-bucketed by default (`fixed_shape=True` pads every
     batch to `max_input_length`, which XLA/TPU compilation wants). Epochs are
     just reporting units of `steps_per_epoch` steps (default: all `steps` in
-    one), so callbacks such as checkpoints see regular boundaries.
+    one; the last epoch is cut short so exactly `steps` steps run), so
+    callbacks such as checkpoints see regular boundaries.
+
+    Distribution: build and compile `model` under a `tf.distribute` strategy's
+    scope and this runs data-parallel under it; `batch_size` is the global
+    batch, and every step trains on the same examples as on one device (see
+    `keras_prompt.distribute.distribute_dataset`).
+
+    Resuming: if `callbacks` holds a `keras_prompt.callbacks.PromptBackup`
+    whose directory has a backup, the state is restored first and training
+    continues at the backed-up step with the batches not yet seen, so the
+    run ends at `steps` steps as if it had never stopped.
     """
+    from keras_prompt import distribute
+    from keras_prompt.callbacks import PromptBackup
+
     task = get_task(task)
     if steps < 1:
         raise ValueError(f"`steps` must be >= 1; got {steps}.")
     if not examples:
         raise ValueError(f"No training examples were given for task {task.name!r}.")
-    dataset = make_dataset(
-        examples,
-        model._require_tokenizer(),
-        batch_size=batch_size,
-        max_input_length=max_input_length,
-        max_target_length=_target_length(model, task),
-        shuffle=True,
-        seed=seed,
-        repeat=True,
-        fixed_shape=fixed_shape,
-    )
+    strategy = model.distribute_strategy
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(
+            "Compile the model before training (under the strategy's scope "
+            "when distributing): `model.compile()`."
+        )
+    if not model.optimizer.built:
+        # Slots must exist (in the strategy's scope) before a restore, and
+        # before `fit` would otherwise create them inside a replica context.
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+    done = 0
+    for callback in callbacks:
+        if isinstance(callback, PromptBackup):
+            meta = callback.restore(model)
+            if meta is not None:
+                done = max(0, int(meta["step"]) - callback.run_start_step)
+    distribute.check_same_on_all_workers(strategy, done, "the resumed step")
+    start_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) - done
     steps_per_epoch = min(steps_per_epoch or steps, steps)
     epochs = math.ceil(steps / steps_per_epoch)
-    return model.fit(
-        dataset,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=list(callbacks),
-        verbose=verbose,
-    )
+    history = keras.callbacks.History()
+    history.history, history.epoch = {}, []
+    if done >= steps:
+        return history
+    tokenizer = model._require_tokenizer()
+    target_length = _target_length(model, task)
+
+    def dataset_fn(skip: int):
+        def build():
+            dataset = make_dataset(
+                examples,
+                tokenizer,
+                batch_size=batch_size,
+                max_input_length=max_input_length,
+                max_target_length=target_length,
+                shuffle=True,
+                seed=seed,
+                repeat=True,
+                fixed_shape=fixed_shape,
+            )
+            # Same seed, same order: skipping what was trained on resumes
+            # the data stream where the interrupted run left it.
+            return dataset.skip(skip) if skip else dataset
+
+        return build
+
+    element_spec = dataset_fn(0)().element_spec
+    stop = _StopAtStep(start_step + steps)
+    callbacks = [*callbacks, stop]
+
+    def fit(skip, first_epoch, last_epoch, epoch_steps):
+        data = distribute.distribute_dataset(dataset_fn(skip), strategy, batch_size)
+        # keras-hub's `fit` maps its preprocessing over tf.data datasets and
+        # cannot take a distributed one; these batches are tokenized already,
+        # so Keras' own `fit` takes them directly.
+        fit_function = (
+            model.fit
+            if isinstance(data, tf.data.Dataset)
+            else functools.partial(keras.Model.fit, model)
+        )
+        with (
+            distribute.no_batch_peek(model, element_spec),
+            distribute.multi_worker_metrics_fix(strategy),
+        ):
+            result = fit_function(
+                data,
+                epochs=last_epoch,
+                initial_epoch=first_epoch,
+                steps_per_epoch=epoch_steps,
+                callbacks=callbacks,
+                verbose=verbose,
+            )
+        for key, values in result.history.items():
+            history.history.setdefault(key, []).extend(values)
+        history.epoch.extend(result.epoch)
+        history.params = result.params
+        history.set_model(model)
+
+    epoch, offset = divmod(done, steps_per_epoch)
+    epoch += initial_epoch
+    if offset:
+        # Finish the interrupted epoch first, then run whole epochs.
+        remaining = min(steps_per_epoch - offset, steps - done)
+        fit(done, epoch, epoch + 1, remaining)
+        done += remaining
+        epoch += 1
+    if done < steps:
+        fit(done, epoch, initial_epoch + epochs, steps_per_epoch)
+    return history
+
+
+class _StopAtStep(keras.callbacks.Callback):
+    """Ends `fit` after exactly `last_step` optimizer steps in total."""
+
+    def __init__(self, last_step: int):
+        super().__init__()
+        self.last_step = last_step
+        self._step = 0
+        self._epoch_start = 0
+
+    def on_train_begin(self, logs=None):
+        self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self._step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step = self._epoch_start + batch + 1
+        if self._step >= self.last_step:
+            self.model.stop_training = True
 
 
 def evaluate_prompt(

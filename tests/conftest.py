@@ -32,7 +32,7 @@ def spiece_path(assets_dir) -> Path:
     return assets_dir / "t5" / "spiece.model"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def tokenizer(spiece_path):
     import keras_hub
 

@@ -222,8 +222,11 @@ def convert_hf_checkpoint(
     try:
         backbone.save_to_preset(str(staging))
         tokenizer.save_to_preset(str(staging))
-        preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(tokenizer=tokenizer)
-        preprocessor.save_to_preset(str(staging))
+        if hasattr(keras_hub.models, "T5Seq2SeqLMPreprocessor"):
+            # keras-hub < 0.32 (the TFX stack) has no such class to save;
+            # PromptTunedT5.from_preset builds its preprocessor itself.
+            preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(tokenizer=tokenizer)
+            preprocessor.save_to_preset(str(staging))
         # mkdtemp creates 0700 directories; give the preset normal permissions.
         umask = os.umask(0)
         os.umask(umask)

@@ -17,7 +17,13 @@ from keras import ops
 
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompts as prompt_files
+from keras_prompt.layers.fast_attention import use_short_query_cross_attention
+from keras_prompt.layers.fast_dropout import use_fast_dropout
 from keras_prompt.layers.soft_prompt import SoftPrompt
+from keras_prompt.models._keras_hub_compat import (
+    T5Seq2SeqLM,
+    T5Seq2SeqLMPreprocessor,
+)
 from keras_prompt.optimizers import PromptAdafactor
 from keras_prompt.version import __version__
 
@@ -40,7 +46,7 @@ def backbone_fingerprint(backbone: keras_hub.models.T5Backbone) -> str:
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
-class PromptTunedT5(keras_hub.models.T5Seq2SeqLM):
+class PromptTunedT5(T5Seq2SeqLM):
     """A frozen T5 encoder-decoder conditioned on a task by a soft prompt.
 
     Prompt tuning (Lester, Al-Rfou & Constant, 2021) learns `prompt_length`
@@ -86,7 +92,7 @@ class PromptTunedT5(keras_hub.models.T5Seq2SeqLM):
     def __init__(
         self,
         backbone: keras_hub.models.T5Backbone,
-        preprocessor: keras_hub.models.T5Seq2SeqLMPreprocessor | None = None,
+        preprocessor: T5Seq2SeqLMPreprocessor | None = None,
         prompt_length: int = 100,
         prompt_initializer: Any = "random_uniform",
         **kwargs,
@@ -101,6 +107,14 @@ class PromptTunedT5(keras_hub.models.T5Seq2SeqLM):
             )
         prompt_length = int(prompt_length)
         backbone.trainable = False
+        # keras' TF dropout draws one float per element (bfloat16 under
+        # mixed precision), slower than the encoder's matmuls on CPU; see
+        # keras_prompt/layers/fast_dropout.py.
+        use_fast_dropout(backbone)
+        # Cross-attention over a few target tokens, computed without
+        # projecting every encoder position (keras_prompt/layers/
+        # fast_attention.py); same weights and results.
+        use_short_query_cross_attention(backbone)
         initializer = prompt_initializers.get(prompt_initializer)
         self._prompt_initializer_config = prompt_initializers.serialize(initializer)
         tokenizer = getattr(preprocessor, "tokenizer", None)
@@ -159,7 +173,7 @@ class PromptTunedT5(keras_hub.models.T5Seq2SeqLM):
         outputs = self._logits(decoder_outputs)
         # Skip T5Seq2SeqLM.__init__, which would wire the backbone's own
         # graph without the prompt; Seq2SeqLM/Task take it from here.
-        super(keras_hub.models.T5Seq2SeqLM, self).__init__(
+        super(T5Seq2SeqLM, self).__init__(
             inputs=inputs, outputs=outputs, **kwargs
         )
         self._score_function = None
@@ -521,6 +535,11 @@ class PromptTunedT5(keras_hub.models.T5Seq2SeqLM):
     # ------------------------------------------------------------------
     # Construction and serialization
     # ------------------------------------------------------------------
+    def compile_from_config(self, config):
+        # Declared so Keras restores the compile state of a saved model through
+        # this class's compile() (with its paper defaults) instead of warning.
+        super().compile_from_config(config)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -559,6 +578,7 @@ class PromptTunedT5(keras_hub.models.T5Seq2SeqLM):
                 preprocessor's packing lengths for raw-string inputs.
         """
         preset_str = os.fspath(preset)
+        _check_local_model_dir(preset_str)
         if _is_hf_checkpoint_dir(preset_str):
             from keras_prompt.checkpoints import load_hf_t5
 
@@ -568,7 +588,7 @@ class PromptTunedT5(keras_hub.models.T5Seq2SeqLM):
                 preset_str, load_weights=load_weights, dtype=dtype
             )
             tokenizer = keras_hub.models.T5Tokenizer.from_preset(preset_str)
-        preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
+        preprocessor = T5Seq2SeqLMPreprocessor(
             tokenizer,
             encoder_sequence_length=encoder_sequence_length,
             decoder_sequence_length=decoder_sequence_length,
@@ -582,6 +602,42 @@ class PromptTunedT5(keras_hub.models.T5Seq2SeqLM):
         )
         model.preset = preset_str
         return model
+
+
+def _check_local_model_dir(path: str) -> None:
+    """Clear errors for local paths before keras-hub tries them as preset names."""
+    looks_local = os.sep in path or path.startswith(".") or Path(path).exists()
+    if not looks_local:
+        return  # a keras-hub preset name, resolved (and downloaded) by keras-hub
+    directory = Path(path)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"Model directory {directory} does not exist.")
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"Model directory {directory} has no config.json: expected a keras-hub "
+            "preset (config.json, model.weights.h5, tokenizer.json, assets/) or a "
+            "Hugging Face T5 checkpoint (config.json, model.safetensors or "
+            "tf_model.h5, spiece.model)."
+        )
+    if _is_hf_checkpoint_dir(path):
+        return  # the HF importer validates the rest
+    try:
+        config = json.loads(config_path.read_text("utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config_path} is not valid JSON: {e}") from e
+    class_name = config.get("class_name") if isinstance(config, dict) else None
+    if class_name != "T5Backbone":
+        raise ValueError(
+            f"{config_path} describes a {class_name!r} backbone; PromptTunedT5 needs "
+            "a T5Backbone preset."
+        )
+    if not (directory / "model.weights.h5").is_file() and not any(
+        directory.glob("model*.weights.h5")
+    ):
+        raise FileNotFoundError(
+            f"Model directory {directory} has no weights file (model.weights.h5)."
+        )
 
 
 def _is_hf_checkpoint_dir(path: str) -> bool:

@@ -1,0 +1,767 @@
+"""`pretrain()`: LM adaptation (and optional span corruption) with `model.fit`.
+
+One run writes, under ``out``:
+
+* ``checkpoint/``: the latest state (``model.weights.h5``, ``optimizer.npz``,
+  ``state.json`` with the step and the backbone config), replaced atomically,
+  written at every evaluation, every ``checkpoint_seconds`` and when the run
+  is interrupted (SIGINT/SIGTERM) or stops at its time budget. Running the
+  same command again resumes from it at the exact step.
+* ``metrics.jsonl``: one line per evaluation (step, training loss, held-out
+  loss and perplexity, corpus tokens seen, tokens/s).
+* ``preset/``: a keras-hub preset (``config.json``, ``model.weights.h5``,
+  ``tokenizer.json``, ``assets/tokenizer/vocabulary.spm``, ``MODEL_CARD.md``),
+  loadable by ``keras_hub.models.T5Backbone.from_preset`` and
+  ``keras_prompt.PromptTunedT5.from_preset``.
+
+Training is a plain ``model.fit`` on a ``tf.data`` pipeline, so it runs under
+any ``tf.distribute`` strategy in scope and under any dtype policy
+(``mixed_bfloat16``; on this project's 2-core CPU it was no faster than
+float32 for a 17.6M model, see docs/pretraining.md).
+
+Seeding: this module never calls ``keras.utils.set_random_seed`` (it would
+destroy the SentencePiece resources of tokenizers that already exist in the
+process); the CLI seeds before anything else. ``seed`` here fixes the data
+order and split points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_hub
+import numpy as np
+
+from keras_prompt.models.geometries import (
+    GELU_TANH,
+    T5_GEOMETRIES,
+    T5_VOCABULARY_SIZE,
+    resolve_activation,
+)
+from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+from keras_prompt.pretraining import data as pretrain_data
+from keras_prompt.pretraining.corpus import (
+    check_corpus_text,
+    find_corpus_files,
+    load_vocabulary,
+)
+from keras_prompt.pretraining.model import T5Pretrainer
+from keras_prompt.pretraining.objectives import FIRST_SENTINEL_ID
+
+#: Geometries sized for pretraining on a CPU, in addition to
+#: :data:`keras_prompt.models.geometries.T5_GEOMETRIES`. ``t5_1_1_mini`` is
+#: the geometry of the embedded default checkpoint (see
+#: ``keras_prompt/presets/``): T5 1.1 style (gated-GELU, untied head), 17.6M
+#: parameters, 12.3M of them in the two 32,128-row embedding tables.
+PRETRAINING_GEOMETRIES: dict[str, dict[str, Any]] = {
+    "t5_1_1_mini": dict(
+        num_layers=4,
+        num_heads=3,
+        hidden_dim=192,
+        intermediate_dim=768,
+        key_value_dim=64,
+        activation=GELU_TANH,
+        use_gated_activation=True,
+        tie_embedding_weights=False,
+    ),
+}
+
+CHECKPOINT_DIR = "checkpoint"
+PRESET_DIR = "preset"
+METRICS_FILE = "metrics.jsonl"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint was made for another backbone geometry or run setup."""
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Settings of one pretraining run (also recorded in checkpoints and cards).
+
+    Attributes:
+        corpus: text files and/or directories (see
+            :func:`~keras_prompt.pretraining.corpus.find_corpus_files`).
+        out: run directory (checkpoint, metrics, preset).
+        vocab: SentencePiece model (T5's ``spiece.model``).
+        geometry: named geometry to build from scratch (``model`` unset).
+        model: keras-hub preset to continue from (``geometry`` unset).
+        steps: total optimizer steps, both objectives together.
+        span_corruption_steps: the first steps use T5's span corruption (for
+            from-scratch pretraining); the rest use LM adaptation.
+        sequence_length: encoder (and LM-adaptation decoder) row length.
+        learning_rate, warmup_steps, weight_decay, clipnorm: AdamW with linear
+            warmup and cosine decay to 10% over ``steps``.
+        dropout: dropout while pretraining (T5 1.1 used none); ``None``
+            keeps the preset's.
+        dtype: dtype policy, e.g. ``"mixed_bfloat16"``; ``None`` = global.
+        eval_every: steps between held-out evaluations (and checkpoints).
+        eval_batches: held-out batches per evaluation.
+        heldout_fraction: share of corpus lines (by hash) held out.
+        min_chars: lines shorter than this (stripped) are skipped.
+        checkpoint_seconds: also checkpoint at least this often.
+        max_minutes: wall-clock budget of this invocation; on reaching it the
+            run checkpoints, writes the preset and stops (resumable).
+        seed: data order and split points.
+        preset_weights_dtype: storage dtype of the preset's weights
+            (``"float16"`` halves the file; weights load into float32).
+        preset_dropout: dropout recorded in the preset (used by later
+            prompt tuning); 0.1 as ``keras-prompt make-preset``.
+        resume_from: a checkpoint directory to resume from; default
+            ``out/checkpoint`` when it exists.
+        command: the command line, recorded in the model card.
+    """
+
+    corpus: Sequence[str]
+    out: str
+    vocab: str
+    geometry: str | None = None
+    model: str | None = None
+    steps: int = 1000
+    span_corruption_steps: int = 0
+    batch_size: int = 32
+    sequence_length: int = 128
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    clipnorm: float = 1.0
+    dropout: float | None = 0.0
+    dtype: str | None = None
+    eval_every: int = 200
+    eval_batches: int = 16
+    heldout_fraction: float = 0.005
+    min_chars: int = 20
+    checkpoint_seconds: float = 300.0
+    max_minutes: float | None = None
+    seed: int = 0
+    preset_weights_dtype: str = "float16"
+    preset_dropout: float = 0.1
+    resume_from: str | None = None
+    command: str | None = None
+
+    def validate(self) -> None:
+        """Rejects inconsistent settings before any work is done."""
+        if (self.geometry is None) == (self.model is None):
+            raise ValueError(
+                "Give exactly one of `geometry` (train from scratch) or `model` "
+                "(a keras-hub preset to continue from)."
+            )
+        if self.geometry is not None:
+            geometry_arguments(self.geometry)
+        for name in ("steps", "batch_size", "eval_every", "eval_batches"):
+            value = getattr(self, name)
+            minimum = 0 if name == "steps" else 1
+            if not isinstance(value, int) or value < minimum:
+                raise ValueError(
+                    f"`{name}` must be an integer >= {minimum}; got {value!r}."
+                )
+        if not 0 <= self.span_corruption_steps <= self.steps:
+            raise ValueError(
+                f"`span_corruption_steps` ({self.span_corruption_steps}) must be "
+                f"between 0 and `steps` ({self.steps})."
+            )
+        if self.sequence_length < 8:
+            raise ValueError(
+                f"`sequence_length` must be >= 8; got {self.sequence_length}."
+            )
+        if not 0 < self.heldout_fraction < 1:
+            raise ValueError(
+                f"`heldout_fraction` must be in (0, 1); got {self.heldout_fraction}."
+            )
+        if self.preset_weights_dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(
+                "`preset_weights_dtype` must be float32, float16 or bfloat16; got "
+                f"{self.preset_weights_dtype!r}."
+            )
+
+
+def geometry_arguments(name: str) -> dict[str, Any]:
+    """`T5Backbone` arguments of a named geometry (project-wide or pretraining)."""
+    known = {**T5_GEOMETRIES, **PRETRAINING_GEOMETRIES}
+    if name not in known:
+        raise ValueError(
+            f"Unknown T5 geometry {name!r}; known geometries: {sorted(known)}."
+        )
+    arguments = dict(vocabulary_size=T5_VOCABULARY_SIZE, **known[name])
+    arguments["activation"] = resolve_activation(arguments["activation"])
+    return arguments
+
+
+def count_parameters(name: str) -> int:
+    """Parameter count of a named geometry, without allocating its weights."""
+    g = geometry_arguments(name)
+    d, ff, layers = g["hidden_dim"], g["intermediate_dim"], g["num_layers"]
+    inner = g["num_heads"] * g["key_value_dim"]
+    attention = 4 * d * inner
+    ffn = (3 if g["use_gated_activation"] else 2) * d * ff
+    bias = 32 * g["num_heads"]  # relative attention bias, first layer of each stack
+    # Each sub-layer has an RMS-norm scale (d); each stack a final one.
+    encoder = layers * (attention + ffn + 2 * d) + d + bias
+    decoder = layers * (2 * attention + ffn + 3 * d) + d + bias
+    tables = 1 if g["tie_embedding_weights"] else 2
+    return encoder + decoder + tables * g["vocabulary_size"] * d
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints.
+# ---------------------------------------------------------------------------
+
+
+def _architecture(backbone: keras_hub.models.T5Backbone) -> dict[str, Any]:
+    config = backbone.get_config()
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in ("name", "dtype", "trainable", "dropout")
+    }
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model: T5Pretrainer,
+    state: dict[str, Any],
+) -> Path:
+    """Writes weights, optimizer state and ``state.json``; atomically replaces.
+
+    The new checkpoint is written beside the old one and swapped in with
+    renames, so a crash at any moment leaves a complete checkpoint (the old
+    or the new one).
+    """
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.backbone.save_weights(tmp / "model.weights.h5")
+    variables = model.optimizer.variables
+    np.savez(
+        tmp / "optimizer.npz",
+        **{
+            f"v{i:05d}": np.asarray(keras.ops.convert_to_numpy(v))
+            for i, v in enumerate(variables)
+        },
+    )
+    payload = dict(state)
+    payload["architecture"] = _architecture(model.backbone)
+    payload["fingerprint"] = backbone_fingerprint(model.backbone)
+    payload["optimizer_variables"] = [[v.path, list(v.shape)] for v in variables]
+    (tmp / "state.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def find_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The complete checkpoint at ``directory`` (or its ``.old`` twin), if any."""
+    directory = Path(directory)
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        if (candidate / "state.json").is_file():
+            return candidate
+    return None
+
+
+def read_checkpoint_state(directory: str | os.PathLike) -> dict[str, Any]:
+    """The ``state.json`` of a checkpoint directory."""
+    path = Path(directory) / "state.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a pretraining checkpoint (no state.json)."
+        )
+    return json.loads(path.read_text("utf-8"))
+
+
+def restore_checkpoint(
+    directory: str | os.PathLike, model: T5Pretrainer
+) -> dict[str, Any]:
+    """Loads a checkpoint into a compiled model; checks the geometry first.
+
+    Raises:
+        CheckpointMismatchError: the checkpoint's backbone architecture differs
+            from ``model``'s (the message lists the differing settings).
+    """
+    directory = Path(directory)
+    state = read_checkpoint_state(directory)
+    expected = _architecture(model.backbone)
+    saved = state.get("architecture", {})
+    if saved != json.loads(json.dumps(expected, default=str)):
+        keys = sorted(set(saved) | set(expected))
+        diff = {
+            k: (saved.get(k), expected.get(k))
+            for k in keys
+            if saved.get(k) != expected.get(k)
+        }
+        raise CheckpointMismatchError(
+            f"Cannot resume from {directory}: it was made for another backbone "
+            "geometry. Differences (checkpoint, this run): "
+            + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
+            + ". Use a new --out directory or the matching --geometry/--model."
+        )
+    model.backbone.load_weights(directory / "model.weights.h5")
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    with np.load(directory / "optimizer.npz") as arrays:
+        values = [arrays[f"v{i:05d}"] for i in range(len(arrays.files))]
+    variables = optimizer.variables
+    if len(values) != len(variables) or any(
+        tuple(v.shape) != a.shape for v, a in zip(variables, values)
+    ):
+        raise CheckpointMismatchError(
+            f"Cannot resume from {directory}: its optimizer state has "
+            f"{len(values)} variables, this run's optimizer {len(variables)} (or "
+            "their shapes differ)."
+        )
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+    return state
+
+
+# ---------------------------------------------------------------------------
+# Presets.
+# ---------------------------------------------------------------------------
+
+
+def save_preset(
+    backbone: keras_hub.models.T5Backbone,
+    vocab: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    weights_dtype: str = "float16",
+    dropout: float = 0.1,
+    model_card: str | None = None,
+) -> Path:
+    """Writes ``backbone`` + T5 tokenizer as a keras-hub preset directory.
+
+    The preset's config is float32 (so it loads as a normal full-precision
+    model, or under whatever ``dtype`` the caller passes), while the weights
+    file may store float16/bfloat16 values to halve its size; Keras casts
+    them to the variables' dtype on load.
+    """
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    config = backbone.get_config()
+    config.update(dtype="float32", dropout=dropout)
+    export = keras_hub.models.T5Backbone.from_config(config)
+    export.set_weights(
+        [np.asarray(keras.ops.convert_to_numpy(w), "float32") for w in backbone.weights]
+    )
+    export.save_to_preset(out)
+    keras_hub.models.T5Tokenizer(proto=str(vocab)).save_to_preset(out)
+    if weights_dtype != "float32":
+        _cast_weights_file(out / "model.weights.h5", weights_dtype)
+    if model_card:
+        (out / "MODEL_CARD.md").write_text(model_card)
+    return out
+
+
+def _cast_weights_file(path: Path, dtype: str) -> None:
+    """Rewrites every float32 array of a Keras ``.weights.h5`` file as ``dtype``."""
+    import h5py
+
+    target = (
+        np.float16
+        if dtype == "float16"
+        else keras.ops.convert_to_numpy(keras.ops.zeros((), "bfloat16")).dtype
+    )
+    tmp = path.with_suffix(".tmp")
+    with h5py.File(path, "r") as source, h5py.File(tmp, "w") as dest:
+
+        def copy(name: str, item) -> None:
+            if isinstance(item, h5py.Dataset):
+                values = item[()]
+                if values.dtype == np.float32:
+                    values = values.astype(target)
+                dest.create_dataset(name, data=values)
+                for key, value in item.attrs.items():
+                    dest[name].attrs[key] = value
+            else:
+                group = dest.require_group(name)
+                for key, value in item.attrs.items():
+                    group.attrs[key] = value
+
+        for key, value in source.attrs.items():
+            dest.attrs[key] = value
+        source.visititems(copy)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# The run.
+# ---------------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    """Raised from a signal handler to stop training between steps."""
+
+
+class _RunMonitor(keras.callbacks.Callback):
+    """Evaluation log, periodic/interrupt checkpoints and the time budget."""
+
+    def __init__(self, run: _Run):
+        super().__init__()
+        self.run = run
+
+    def on_train_batch_end(self, batch, logs=None):
+        run = self.run
+        if run.deadline is not None and time.monotonic() >= run.deadline:
+            run.budget_reached = True
+            self.model.stop_training = True
+        elif time.monotonic() - run.last_save >= run.config.checkpoint_seconds:
+            run.checkpoint()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run.log_evaluation(logs or {})
+        self.run.checkpoint()
+
+
+class _Run:
+    """Mutable state of one invocation: step, time accounting, checkpoints, log.
+
+    The step is the optimizer's ``iterations`` (restored with the optimizer
+    state), so everything derived from it (stage, tokens seen, the learning
+    rate schedule) survives a resume exactly.
+    """
+
+    def __init__(self, config: PretrainConfig):
+        self.config = config
+        self.out = Path(config.out)
+        self.started = time.monotonic()
+        self.deadline = (
+            None
+            if config.max_minutes is None
+            else self.started + 60 * config.max_minutes
+        )
+        self.budget_reached = False
+        self.last_save = time.monotonic()
+        self.model: T5Pretrainer | None = None
+        self.stage = "lm_adaptation"
+        self.tokens_at_start = 0
+        self.train_seconds_at_start = 0.0
+        self.train_seconds = 0.0
+        self.fit_started: float | None = None
+        self.metrics_path = self.out / METRICS_FILE
+
+    # -- state ---------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _tokens_now(self) -> int:
+        c = self.config
+        sc_steps = min(self.step, c.span_corruption_steps)
+        lm_steps = self.step - sc_steps
+        per_row = pretrain_data.corpus_tokens_per_row
+        return c.batch_size * (
+            sc_steps * per_row("span_corruption", c.sequence_length)
+            + lm_steps * per_row("lm_adaptation", c.sequence_length)
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "tokens_seen": self._tokens_now(),
+            "train_seconds": round(self.train_seconds + self._elapsed_fit(), 1),
+            "config": dataclasses.asdict(self.config),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    def _elapsed_fit(self) -> float:
+        return 0.0 if self.fit_started is None else time.monotonic() - self.fit_started
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.out / CHECKPOINT_DIR, self.model, self.state())
+        self.last_save = time.monotonic()
+
+    def log_evaluation(self, logs: dict[str, Any]) -> dict[str, Any]:
+        val_loss = logs.get("val_loss")
+        elapsed = self.train_seconds + self._elapsed_fit()
+        record = {
+            "step": self.step,
+            "stage": self.stage,
+            "loss": None if logs.get("loss") is None else float(logs["loss"]),
+            "heldout_loss": None if val_loss is None else float(val_loss),
+            "heldout_perplexity": None
+            if val_loss is None
+            else float(math.exp(min(val_loss, 50))),
+            "tokens_seen": self._tokens_now(),
+            "train_seconds": round(elapsed, 1),
+            # This invocation's corpus tokens per second of fitting.
+            "tokens_per_second": round(
+                (self._tokens_now() - self.tokens_at_start)
+                / max(elapsed - self.train_seconds_at_start, 1e-9),
+                1,
+            ),
+        }
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(
+            f"[lm-adapt] step {record['step']} {record['stage']}: loss "
+            f"{record['loss']}, held-out loss {record['heldout_loss']}, "
+            f"perplexity {record['heldout_perplexity']}",
+            flush=True,
+        )
+        return record
+
+
+def _build_backbone(config: PretrainConfig) -> keras_hub.models.T5Backbone:
+    if config.geometry is not None:
+        arguments = geometry_arguments(config.geometry)
+        arguments["dropout"] = 0.0 if config.dropout is None else config.dropout
+        return keras_hub.models.T5Backbone(**arguments, dtype=config.dtype)
+    backbone = keras_hub.models.T5Backbone.from_preset(config.model, dtype=config.dtype)
+    if config.dropout is not None:
+        for layer in backbone._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.Dropout):
+                layer.rate = config.dropout
+    return backbone
+
+
+def _optimizer(config: PretrainConfig) -> keras.optimizers.Optimizer:
+    warmup = min(config.warmup_steps, max(config.steps - 1, 0))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(config.steps - warmup, 1),
+        alpha=0.1,
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    return keras.optimizers.AdamW(
+        learning_rate=schedule,
+        weight_decay=config.weight_decay,
+        beta_2=0.98,
+        global_clipnorm=config.clipnorm,
+    )
+
+
+def _model_card(config: PretrainConfig, backbone, result: dict[str, Any]) -> str:
+    geometry = config.geometry or f"from preset {config.model}"
+    arch = _architecture(backbone)
+    command = config.command or "(library call: keras_prompt.pretraining.pretrain)"
+    return (
+        f"# T5 pretrained by `keras-prompt lm-adapt` ({geometry})\n\n"
+        f"- Parameters: {backbone.count_params():,}\n"
+        f"- Architecture: `{json.dumps(arch, sort_keys=True)}`\n"
+        f"- Corpus: {', '.join(map(str, config.corpus))}\n"
+        f"- Objective: {config.span_corruption_steps} steps of span corruption, "
+        f"then {config.steps - config.span_corruption_steps} steps of LM "
+        "adaptation (prefix -> continuation)\n"
+        f"- Steps completed: {result['step']} of {config.steps} (batch "
+        f"{config.batch_size} x {config.sequence_length} tokens); corpus tokens "
+        f"seen: {result['tokens_seen']:,}\n"
+        f"- Final held-out loss / perplexity (LM adaptation): "
+        f"{result.get('heldout_loss')} / {result.get('heldout_perplexity')}\n"
+        f"- Training dtype policy: {config.dtype or 'float32'}; weights stored as "
+        f"{config.preset_weights_dtype}\n\n"
+        f"Command:\n\n```\n{command}\n```\n"
+    )
+
+
+def pretrain(config: PretrainConfig, *, verbose: int | str = 2) -> dict[str, Any]:
+    """Runs (or resumes) a pretraining run and writes its preset.
+
+    Returns:
+        A summary: steps completed, corpus tokens seen, final held-out loss and
+        perplexity, preset path, whether the time budget stopped the run.
+
+    Raises:
+        CorpusError: missing/empty corpus, no text after filtering, a vocabulary
+            that is not SentencePiece, too little held-out text.
+        CheckpointMismatchError: resuming a checkpoint of another geometry.
+        ValueError: inconsistent settings.
+    """
+    config.validate()
+    proto = load_vocabulary(config.vocab)
+    files = find_corpus_files(config.corpus)
+    check_corpus_text(
+        files, min_chars=config.min_chars, heldout_fraction=config.heldout_fraction
+    )
+    out = Path(config.out)
+    resume = Path(config.resume_from) if config.resume_from else None
+    if resume is not None and find_checkpoint(resume) is None:
+        raise FileNotFoundError(
+            f"--resume-from {resume}: no checkpoint (state.json) there."
+        )
+    if resume is None:
+        resume = find_checkpoint(out / CHECKPOINT_DIR)
+    else:
+        resume = find_checkpoint(resume)
+    out.mkdir(parents=True, exist_ok=True)
+
+    backbone = _build_backbone(config)
+    if config.span_corruption_steps and backbone.vocabulary_size <= FIRST_SENTINEL_ID:
+        raise ValueError(
+            f"Span corruption uses sentinel ids up to {FIRST_SENTINEL_ID}, but the "
+            f"backbone's vocabulary has {backbone.vocabulary_size} rows."
+        )
+    eval_ds, eval_tokens = pretrain_data.heldout_dataset(
+        files,
+        proto,
+        sequence_length=config.sequence_length,
+        batch_size=config.batch_size,
+        num_batches=config.eval_batches,
+        heldout_fraction=config.heldout_fraction,
+        min_chars=config.min_chars,
+    )
+    model = T5Pretrainer(backbone)
+    model.compile(optimizer=_optimizer(config))
+    run = _Run(config)
+    run.model = model
+    # Build the model's variables with one held-out batch.
+    model(next(iter(eval_ds))[0])
+    if resume is not None:
+        state = restore_checkpoint(resume, model)
+        run.train_seconds = float(state.get("train_seconds", 0.0))
+        _truncate_metrics(run.metrics_path, run.step)
+        print(f"[lm-adapt] resumed from {resume} at step {run.step}", flush=True)
+    else:
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
+        run.metrics_path.unlink(missing_ok=True)
+    run.tokens_at_start = run._tokens_now()
+    run.train_seconds_at_start = run.train_seconds
+
+    interrupted = False
+    previous_handler = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        raise _Interrupted()
+
+    if _in_main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        stages = [
+            ("span_corruption", 0, config.span_corruption_steps),
+            ("lm_adaptation", config.span_corruption_steps, config.steps),
+        ]
+        for stage, first, last in stages:
+            if run.step >= last or run.budget_reached:
+                continue
+            run.stage = stage
+            _fit_stage(
+                run, stage, max(run.step, first), last, files, proto, eval_ds, verbose
+            )
+    except (KeyboardInterrupt, _Interrupted):
+        interrupted = True
+    finally:
+        if _in_main_thread():
+            signal.signal(signal.SIGTERM, previous_handler)
+        if run.fit_started is not None:
+            run.train_seconds += run._elapsed_fit()
+            run.fit_started = None
+    run.checkpoint()
+    if interrupted:
+        print(
+            f"[lm-adapt] interrupted at step {run.step}; checkpoint saved to "
+            f"{out / CHECKPOINT_DIR}; run the same command again to resume.",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise KeyboardInterrupt
+    final = model.evaluate(eval_ds, verbose=0, return_dict=True)
+    result = {
+        "step": run.step,
+        "steps": config.steps,
+        "tokens_seen": run._tokens_now(),
+        "train_seconds": round(run.train_seconds, 1),
+        "heldout_loss": round(float(final["loss"]), 4),
+        "heldout_perplexity": round(math.exp(float(final["loss"])), 3),
+        "heldout_target_tokens": eval_tokens,
+        "budget_reached": run.budget_reached,
+        "parameters": int(backbone.count_params()),
+        "checkpoint": str(out / CHECKPOINT_DIR),
+    }
+    preset = save_preset(
+        backbone,
+        config.vocab,
+        out / PRESET_DIR,
+        weights_dtype=config.preset_weights_dtype,
+        dropout=config.preset_dropout,
+        model_card=_model_card(config, backbone, result),
+    )
+    result["preset"] = str(preset)
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops log lines past the resumed step (written after the last checkpoint)."""
+    if not path.is_file():
+        return
+    lines = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line)["step"] <= step
+    ]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def _fit_stage(
+    run: _Run,
+    stage: str,
+    start: int,
+    stop: int,
+    files: Sequence[str],
+    proto: bytes,
+    eval_ds,
+    verbose: int | str,
+) -> None:
+    """`model.fit` from global step ``start`` to ``stop`` for one objective.
+
+    Keras epochs are evaluation intervals of ``eval_every`` steps aligned to
+    multiples of it; a run resumed mid-interval first fits up to the next
+    boundary. Each `fit` reads a fresh stream seeded by its start step, so a
+    resumed run does not replay the batches it already trained on.
+    """
+    config = run.config
+    every = config.eval_every
+    monitor = _RunMonitor(run)
+    step = start
+    while step < stop and not run.budget_reached:
+        if step % every:
+            steps_per_epoch, epochs = min(every - step % every, stop - step), 1
+        elif stop - step >= every:
+            steps_per_epoch, epochs = every, (stop - step) // every
+        else:
+            steps_per_epoch, epochs = stop - step, 1
+        dataset = pretrain_data.training_dataset(
+            files,
+            proto,
+            objective=stage,
+            sequence_length=config.sequence_length,
+            batch_size=config.batch_size,
+            seed=config.seed + 1_000_003 * step,
+            heldout_fraction=config.heldout_fraction,
+            min_chars=config.min_chars,
+        )
+        run.fit_started = time.monotonic()
+        run.model.fit(
+            dataset,
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            validation_data=eval_ds,
+            callbacks=[monitor],
+            verbose=verbose,
+        )
+        run.train_seconds += run._elapsed_fit()
+        run.fit_started = None
+        step = run.step

@@ -1,0 +1,145 @@
+"""The reassociated cross-attention equals keras-hub's, value and gradient."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import make_tiny_backbone
+from keras_hub.src.models.t5.t5_multi_head_attention import T5MultiHeadAttention
+
+from keras_prompt import PromptTunedT5
+from keras_prompt.layers.fast_attention import (
+    ShortQueryCrossAttention,
+    reassociation_pays,
+    use_short_query_cross_attention,
+)
+
+
+def _attention(dtype="float32"):
+    layer = ShortQueryCrossAttention(
+        is_decoder=True,
+        hidden_dim=32,
+        key_value_dim=8,
+        num_heads=4,
+        dropout=0.0,
+        dtype=dtype,
+    )
+    layer(np.zeros((1, 2, 32), "float32"), key_value_states=np.zeros((1, 3, 32)))
+    rng = np.random.default_rng(0)
+    for variable in layer.weights:
+        variable.assign(rng.normal(0, 0.3, variable.shape).astype("float32"))
+    return layer
+
+
+def _inputs(batch=3, query=4, source=11):
+    rng = np.random.default_rng(1)
+    hidden = rng.normal(size=(batch, query, 32)).astype("float32")
+    encoded = rng.normal(size=(batch, source, 32)).astype("float32")
+    mask = np.ones((batch, 1, source), "int32")
+    mask[0, :, 7:] = 0
+    mask[2, :, 2:] = 0
+    return hidden, encoded, mask
+
+
+def _keras_hub(layer, hidden, encoded, mask):
+    return T5MultiHeadAttention.call(
+        layer, hidden, mask=mask, key_value_states=encoded
+    )[0]
+
+
+def test_reassociated_matches_keras_hub_in_float32():
+    layer = _attention()
+    hidden, encoded, mask = _inputs()
+    ours, bias, cache = layer(hidden, mask=mask, key_value_states=encoded)
+    assert bias is None and cache is None
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ours),
+        keras.ops.convert_to_numpy(_keras_hub(layer, hidden, encoded, mask)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_gradient_to_the_encoder_matches():
+    layer = _attention()
+    hidden, encoded, mask = _inputs()
+    encoded = tf.Variable(encoded)
+
+    def grad(fn):
+        with tf.GradientTape() as tape:
+            out = fn()
+            loss = tf.reduce_sum(out * tf.sin(tf.range(32, dtype=out.dtype)))
+        return tape.gradient(loss, encoded).numpy()
+
+    ours = grad(lambda: layer(hidden, mask=mask, key_value_states=encoded)[0])
+    reference = grad(lambda: _keras_hub(layer, hidden, encoded, mask))
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_bfloat16_agrees_with_float32():
+    layer32 = _attention()
+    layer16 = _attention("mixed_bfloat16")
+    layer16.set_weights(layer32.get_weights())
+    hidden, encoded, mask = _inputs()
+    ours = layer16(hidden, mask=mask, key_value_states=encoded)[0]
+    assert ours.dtype == "bfloat16"
+    reference = _keras_hub(layer32, hidden, encoded, mask)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ours).astype("float32"),
+        keras.ops.convert_to_numpy(reference),
+        atol=0.05 * float(np.abs(keras.ops.convert_to_numpy(reference)).max()),
+    )
+
+
+def test_unknown_lengths_choose_at_run_time():
+    layer = _attention()
+    spec = tf.TensorSpec((None, None, 32), tf.float32)
+    mask_spec = tf.TensorSpec((None, 1, None), tf.int32)
+    run = tf.function(
+        lambda h, e, m: layer(h, mask=m, key_value_states=e)[0],
+        input_signature=[spec, spec, mask_spec],
+    )
+    for query in (3, 40):  # below and above the break-even length
+        hidden, encoded, mask = _inputs(query=query)
+        np.testing.assert_allclose(
+            run(hidden, encoded, mask).numpy(),
+            keras.ops.convert_to_numpy(_keras_hub(layer, hidden, encoded, mask)),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+
+
+def test_break_even():
+    # t5-small: reassociation needs fewer FLOPs up to ~48 decoder positions.
+    assert reassociation_pays(4, 8, 512, 512, 64)
+    assert reassociation_pays(48, 8, 512, 512, 64)
+    assert not reassociation_pays(50, 8, 512, 512, 64)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_prompt_tuned_t5_logits_unchanged(policy):
+    """Whole model: switched cross-attention vs keras-hub's, same weights."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = PromptTunedT5(make_tiny_backbone(), prompt_length=3)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    rng = np.random.default_rng(0)
+    x = {
+        "encoder_token_ids": rng.integers(3, 32000, (2, 9)).astype("int32"),
+        "encoder_padding_mask": np.array([[1] * 9, [1] * 5 + [0] * 4], "int32"),
+        "decoder_token_ids": rng.integers(3, 32000, (2, 3)).astype("int32"),
+        "decoder_padding_mask": np.ones((2, 3), "int32"),
+    }
+    layers = [
+        layer.cross_attention for layer in model.backbone.decoder_transformer_layers
+    ]
+    assert all(type(layer) is ShortQueryCrossAttention for layer in layers)
+    ours = keras.ops.convert_to_numpy(model(x)).astype("float32")
+    for layer in layers:
+        layer.__class__ = T5MultiHeadAttention
+    reference = keras.ops.convert_to_numpy(model(x)).astype("float32")
+    assert use_short_query_cross_attention(model.backbone) == len(layers)
+    tolerance = 1e-4 if policy == "float32" else 0.03 * np.abs(reference).max()
+    np.testing.assert_allclose(ours, reference, atol=tolerance)

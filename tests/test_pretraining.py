@@ -1,0 +1,421 @@
+"""keras_prompt.pretraining: objectives, packing, fit, checkpoints, presets, errors.
+
+Tiny geometry (``t5_1_1_tiny``: width 16, 2+2 layers, real 32,128-row
+vocabulary) and a tiny corpus of real English written to ``tmp_path``.
+Nothing here calls ``keras.utils.set_random_seed`` (it would break the
+session tokenizer fixture's SentencePiece resources).
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_prompt.pretraining import (
+    CheckpointMismatchError,
+    CorpusError,
+    PretrainConfig,
+    T5Pretrainer,
+    geometry_arguments,
+    lm_adaptation_row,
+    pretrain,
+    read_checkpoint_state,
+    span_corruption_example,
+    span_corruption_lengths,
+)
+from keras_prompt.pretraining import trainer as trainer_module
+from keras_prompt.pretraining.data import sentencepiece_tokenizer, training_dataset
+from keras_prompt.pretraining.objectives import (
+    FIRST_SENTINEL_ID,
+    lm_adaptation_rows,
+    token_chunks,
+)
+
+# Real English (WordNet-style glosses and proverbs), varied enough that the
+# hash split puts lines in both partitions.
+_SENTENCES = [
+    "a domesticated carnivorous mammal that typically has a long snout",
+    "the act of moving from one place to another in search of food",
+    "a written account of the events of a person's life and career",
+    "an instrument used for measuring the pressure of the atmosphere",
+    "the quality of being honest and having strong moral principles",
+    "a large body of salt water that covers most of the planet",
+    "the branch of mathematics that deals with shapes and spaces",
+    "a feeling of deep affection for a person or a place or a thing",
+    "a flat piece of ground prepared for growing vegetables and flowers",
+    "the scientific study of the structure and behaviour of matter",
+]
+
+
+def _corpus_lines(n: int = 240) -> list[str]:
+    rng = np.random.default_rng(0)
+    return [
+        " and ".join(rng.choice(_SENTENCES, size=2, replace=False)) + f" ({i})."
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "english.txt"
+    path.write_text("\n".join(_corpus_lines()) + "\n")
+    return path
+
+
+def _config(corpus, out, spiece_path, **overrides) -> PretrainConfig:
+    settings = dict(
+        corpus=[str(corpus)],
+        out=str(out),
+        vocab=str(spiece_path),
+        geometry="t5_1_1_tiny",
+        steps=4,
+        span_corruption_steps=2,
+        batch_size=4,
+        sequence_length=24,
+        learning_rate=1e-2,
+        warmup_steps=1,
+        eval_every=2,
+        eval_batches=2,
+        heldout_fraction=0.1,
+        min_chars=10,
+    )
+    settings.update(overrides)
+    return PretrainConfig(**settings)
+
+
+# ---------------------------------------------------------------------------
+# Objectives and packing.
+# ---------------------------------------------------------------------------
+
+
+def test_lm_adaptation_row_splits_and_reconstructs():
+    length = 10
+    a = tf.range(100, 100 + length, dtype=tf.int32)
+    b = tf.range(200, 200 + length, dtype=tf.int32)
+    for split in (1, 4, length - 1):
+        x, y, weights = lm_adaptation_row(a, b, tf.constant(split))
+        enc = x["encoder_token_ids"].numpy()
+        enc_seg = x["encoder_segment_ids"].numpy()
+        dec = x["decoder_token_ids"].numpy()
+        dec_seg = x["decoder_segment_ids"].numpy()
+        y = y.numpy()
+        # Packed rows are exactly L + 2 long on both sides: no padding.
+        for array in (enc, enc_seg, dec, dec_seg, y, weights.numpy()):
+            assert array.shape == (length + 2,)
+        assert np.all(weights.numpy() == 1)
+        for segment, chunk, prefix_length in ((1, a, split), (2, b, length - split)):
+            prefix = enc[enc_seg == segment]
+            target = y[dec_seg == segment]
+            # Prefix + </s>, continuation + </s>; together the original span.
+            assert prefix[-1] == 1 and target[-1] == 1
+            assert len(prefix) - 1 == prefix_length
+            np.testing.assert_array_equal(
+                np.concatenate([prefix[:-1], target[:-1]]), chunk.numpy()
+            )
+            # Decoder input = <pad> start + targets shifted right.
+            inputs = dec[dec_seg == segment]
+            assert inputs[0] == 0
+            np.testing.assert_array_equal(inputs[1:], target[:-1])
+
+
+def test_lm_adaptation_rows_random_split_points_cover_range():
+    length = 6
+    chunks = tf.data.Dataset.from_tensor_slices(
+        np.arange(400 * length, dtype="int32").reshape(400, length) + 3
+    )
+    splits = set()
+    for x, _, _ in lm_adaptation_rows(chunks, length, seed=1):
+        splits.add(int(np.sum(x["encoder_segment_ids"].numpy() == 1)) - 1)
+    assert splits == set(range(1, length))
+
+
+def test_span_corruption_reconstructs_chunk():
+    lengths = span_corruption_lengths(64)
+    assert lengths.inputs_length <= 64
+    assert span_corruption_lengths(64).tokens_length > 64  # sentinels compress
+    chunk = tf.range(10, 10 + lengths.tokens_length, dtype=tf.int32)
+    inputs, targets = span_corruption_example(
+        chunk, lengths, tf.constant([3, 4], tf.int64)
+    )
+    inputs, targets = inputs.numpy(), targets.numpy()
+    assert inputs.shape == (lengths.inputs_length,)
+    assert targets.shape == (lengths.targets_length,)
+    assert inputs[-1] == 1 and targets[-1] == 1
+    sentinels = [t for t in inputs if t > 32000]
+    assert sentinels == list(
+        range(FIRST_SENTINEL_ID, FIRST_SENTINEL_ID - lengths.num_noise_spans, -1)
+    )
+    # Put each sentinel's span back: the original chunk.
+    spans: dict[int, list[int]] = {}
+    current = None
+    for token in targets[:-1]:
+        if token > 32000:
+            current = int(token)
+            spans[current] = []
+        else:
+            spans[current].append(int(token))
+    rebuilt = []
+    for token in inputs[:-1]:
+        rebuilt.extend(spans[int(token)] if token > 32000 else [int(token)])
+    np.testing.assert_array_equal(rebuilt, chunk.numpy())
+    assert sum(map(len, spans.values())) == lengths.num_noise_tokens
+
+
+def test_token_chunks_pack_concatenated_lines(spiece_path):
+    lines = _corpus_lines(20)
+    proto = spiece_path.read_bytes()
+    chunks = token_chunks(
+        tf.data.Dataset.from_tensor_slices(lines),
+        sentencepiece_tokenizer(proto),
+        16,
+        lines_per_batch=32,
+    )
+    packed = np.concatenate([c.numpy() for c in chunks])
+    import sentencepiece
+
+    processor = sentencepiece.SentencePieceProcessor(model_proto=proto)
+    flat = np.concatenate([processor.encode(line) for line in lines])
+    assert len(packed) == len(flat) // 16 * 16
+    np.testing.assert_array_equal(packed, flat[: len(packed)])
+
+
+def test_packed_row_equals_separate_examples():
+    """Segment masks make a packed row compute exactly what unpacked rows do."""
+    arguments = geometry_arguments("t5_1_1_tiny")
+    backbone = keras_hub.models.T5Backbone(**arguments, dropout=0.0)
+    model = T5Pretrainer(backbone)
+    a = tf.constant(np.arange(40, 50), tf.int32)
+    b = tf.constant(np.arange(70, 80), tf.int32)
+    x, _, _ = lm_adaptation_row(a, b, tf.constant(3))
+    packed = model({k: v[None] for k, v in x.items()}).numpy()[0]
+    seg = x["decoder_segment_ids"].numpy()
+    enc_seg = x["encoder_segment_ids"].numpy()
+    for segment in (1, 2):
+        alone = {
+            "encoder_token_ids": x["encoder_token_ids"].numpy()[enc_seg == segment],
+            "decoder_token_ids": x["decoder_token_ids"].numpy()[seg == segment],
+        }
+        alone["encoder_segment_ids"] = np.ones_like(alone["encoder_token_ids"])
+        alone["decoder_segment_ids"] = np.ones_like(alone["decoder_token_ids"])
+        logits = model({k: v[None] for k, v in alone.items()}).numpy()[0]
+        np.testing.assert_allclose(packed[seg == segment], logits, atol=1e-4)
+
+
+def test_fit_lowers_loss(corpus_file, spiece_path):
+    backbone = keras_hub.models.T5Backbone(
+        **geometry_arguments("t5_1_1_tiny"), dropout=0.0
+    )
+    model = T5Pretrainer(backbone)
+    model.compile(optimizer=keras.optimizers.Adam(3e-2))
+    dataset = training_dataset(
+        [str(corpus_file)],
+        spiece_path.read_bytes(),
+        objective="lm_adaptation",
+        sequence_length=24,
+        batch_size=8,
+        seed=0,
+        heldout_fraction=0.1,
+        min_chars=10,
+    )
+    history = model.fit(dataset, steps_per_epoch=5, epochs=2, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0] - 0.5, losses
+
+
+# ---------------------------------------------------------------------------
+# Whole runs: checkpoints, resume, presets.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, corpus_file, spiece_path):
+    out = tmp_path_factory.mktemp("run")
+    first = pretrain(_config(corpus_file, out, spiece_path), verbose=0)
+    return out, first
+
+
+def test_run_writes_checkpoint_metrics_and_preset(finished_run):
+    out, result = finished_run
+    assert result["step"] == 4
+    assert read_checkpoint_state(out / "checkpoint")["step"] == 4
+    records = [
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["step"] for r in records] == [2, 4]
+    assert [r["stage"] for r in records] == ["span_corruption", "lm_adaptation"]
+    assert all(np.isfinite(r["heldout_perplexity"]) for r in records)
+    assert result["heldout_perplexity"] == pytest.approx(
+        np.exp(result["heldout_loss"]), rel=1e-3
+    )
+    assert "4 of 4" in (out / "preset" / "MODEL_CARD.md").read_text()
+
+
+def test_preset_loads_in_keras_hub_and_prompt_tuned_t5(finished_run):
+    import keras_prompt
+
+    out, _ = finished_run
+    preset = out / "preset"
+    backbone = keras_hub.models.T5Backbone.from_preset(str(preset))
+    assert backbone.hidden_dim == 16 and backbone.num_layers == 2
+    assert backbone.dtype_policy.name == "float32"
+    # Weights are stored as float16 and equal the checkpoint's up to that.
+    trained = keras_hub.models.T5Backbone(
+        **geometry_arguments("t5_1_1_tiny"), dropout=0.0
+    )
+    trained.load_weights(out / "checkpoint" / "model.weights.h5")
+    for saved, reference in zip(backbone.weights, trained.weights):
+        np.testing.assert_allclose(
+            saved.numpy(), reference.numpy(), rtol=2e-3, atol=1e-4
+        )
+    model = keras_prompt.PromptTunedT5.from_preset(str(preset), prompt_length=3)
+    scores = model.score(["sst2 sentence: a fine film"], ["negative", "positive"])
+    assert scores.shape == (1, 2) and np.all(np.isfinite(scores))
+
+
+def test_interrupted_run_resumes_without_losing_steps(
+    finished_run, tmp_path, corpus_file, spiece_path, monkeypatch
+):
+    """LM adaptation of an existing preset (`model=`), interrupted and resumed."""
+    original = trainer_module._RunMonitor.on_train_batch_end
+
+    def interrupt_at_three(self, batch, logs=None):
+        original(self, batch, logs)
+        if self.run.step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        trainer_module._RunMonitor, "on_train_batch_end", interrupt_at_three
+    )
+    preset = finished_run[0] / "preset"
+    config = _config(
+        corpus_file,
+        tmp_path,
+        spiece_path,
+        geometry=None,
+        model=str(preset),
+        span_corruption_steps=0,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(config, verbose=0)
+    # Step 3 is mid-interval (evaluations every 2): saved at the exact step.
+    assert read_checkpoint_state(tmp_path / "checkpoint")["step"] == 3
+    monkeypatch.setattr(trainer_module._RunMonitor, "on_train_batch_end", original)
+    result = pretrain(config, verbose=0)
+    assert result["step"] == 4
+    # One evaluation per interval; none lost or repeated across the restart.
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4]
+    # Corpus tokens count completed steps: 4 x batch 4 x 2 chunks of 22 tokens.
+    assert result["tokens_seen"] == 4 * 4 * 2 * 22
+    assert "from preset" in (tmp_path / "preset" / "MODEL_CARD.md").read_text()
+
+
+# ---------------------------------------------------------------------------
+# Bad input.
+# ---------------------------------------------------------------------------
+
+
+def test_missing_and_empty_corpus(tmp_path, spiece_path):
+    with pytest.raises(CorpusError, match="does not exist"):
+        pretrain(_config(tmp_path / "nope.txt", tmp_path / "o", spiece_path))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(CorpusError, match="corpus is empty"):
+        pretrain(_config(empty, tmp_path / "o", spiece_path))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.md").write_text("not a corpus file")
+    with pytest.raises(CorpusError, match="holds no text files"):
+        pretrain(_config(folder, tmp_path / "o", spiece_path))
+
+
+def test_corpus_without_text_after_filtering(tmp_path, spiece_path):
+    short = tmp_path / "short.txt"
+    short.write_text("a\nbb\n   \nok\n" * 50)
+    with pytest.raises(CorpusError, match="no text after filtering"):
+        pretrain(_config(short, tmp_path / "o", spiece_path))
+
+
+def test_vocabulary_that_is_not_sentencepiece(tmp_path, corpus_file):
+    bogus = tmp_path / "vocab.txt"
+    bogus.write_text("the\nof\nand\n")
+    with pytest.raises(CorpusError, match="is not a SentencePiece model"):
+        pretrain(_config(corpus_file, tmp_path / "o", bogus))
+    with pytest.raises(CorpusError, match="does not exist"):
+        pretrain(_config(corpus_file, tmp_path / "o", tmp_path / "missing.model"))
+
+
+def test_resume_from_checkpoint_of_another_geometry(
+    finished_run, tmp_path, corpus_file, spiece_path
+):
+    out, _ = finished_run
+    from keras_prompt.models.geometries import T5_GEOMETRIES
+
+    trainer_module.PRETRAINING_GEOMETRIES["wider_tiny"] = dict(
+        T5_GEOMETRIES["t5_1_1_tiny"], hidden_dim=24
+    )
+    try:
+        config = _config(
+            corpus_file,
+            tmp_path,
+            spiece_path,
+            geometry="wider_tiny",
+            resume_from=str(out / "checkpoint"),
+        )
+        with pytest.raises(
+            CheckpointMismatchError, match="another backbone geometry"
+        ) as e:
+            pretrain(config)
+        assert "hidden_dim: 16 vs 24" in str(e.value)
+    finally:
+        del trainer_module.PRETRAINING_GEOMETRIES["wider_tiny"]
+
+
+def test_cli_reports_bad_corpus(tmp_path, spiece_path, monkeypatch, capsys):
+    from keras_prompt import cli
+
+    # The CLI seeds Keras first thing, which would destroy the SentencePiece
+    # resources of the session tokenizer fixture; skip it in-process.
+    monkeypatch.setattr(cli, "_set_seed", lambda seed: None)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    code = cli.main(
+        [
+            "lm-adapt",
+            "--corpus",
+            str(empty),
+            "--vocab",
+            str(spiece_path),
+            "--geometry",
+            "t5_1_1_tiny",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 2
+    assert "lm-adapt: error: The corpus is empty" in capsys.readouterr().err
+
+
+def test_count_parameters_matches_keras_hub():
+    from keras_prompt.pretraining import count_parameters
+
+    backbone = keras_hub.models.T5Backbone(**geometry_arguments("t5_1_1_tiny"))
+    assert count_parameters("t5_1_1_tiny") == backbone.count_params()
+
+
+def test_embedded_default_preset():
+    from keras_prompt.presets import default_preset_path, preset_path
+
+    path = default_preset_path()
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    assert size <= 40 * 1024 * 1024
+    backbone = keras_hub.models.T5Backbone.from_preset(str(path), load_weights=False)
+    assert (backbone.hidden_dim, backbone.num_layers) == (192, 4)
+    assert "Exact command" in (path / "MODEL_CARD.md").read_text()
+    with pytest.raises(FileNotFoundError, match="No embedded preset"):
+        preset_path("nope")
