@@ -32,11 +32,22 @@ def spiece_path(assets_dir) -> Path:
     return assets_dir / "t5" / "spiece.model"
 
 
-@pytest.fixture
-def tokenizer(spiece_path):
+def make_tokenizer(spiece_path):
+    """A T5Tokenizer on the real vocabulary.
+
+    Fixtures wider than one test build their own with this: a tokenizer
+    outlives `keras.utils.set_random_seed` calls (made by in-process CLI runs)
+    only if it is created after them, so the shared `tokenizer` fixture is
+    per test.
+    """
     import keras_hub
 
     return keras_hub.models.T5Tokenizer(proto=str(spiece_path))
+
+
+@pytest.fixture
+def tokenizer(spiece_path):
+    return make_tokenizer(spiece_path)
 
 
 def make_tiny_backbone(hidden_dim=16, num_layers=2, seed=0, **overrides):

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import make_tiny_backbone
+from conftest import make_tiny_backbone, make_tokenizer
 
 from keras_prompt.callbacks import BACKUP_FILENAME, read_prompt_state
 from keras_prompt.prompts import load_prompt_file
@@ -19,11 +19,11 @@ TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
-def tiny_preset(tmp_path_factory, tokenizer):
+def tiny_preset(tmp_path_factory, spiece_path):
     """A 2-layer, width-16 T5 preset with dropout on (what `make-preset` writes)."""
     out = tmp_path_factory.mktemp("preset") / "tiny"
     make_tiny_backbone(dropout=0.1).save_to_preset(out)
-    tokenizer.save_to_preset(out)
+    make_tokenizer(spiece_path).save_to_preset(out)
     return out
 
 

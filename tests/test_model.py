@@ -56,7 +56,10 @@ def test_a_small_step_lowers_the_loss_on_its_batch(model, preprocessor):
     x, y, sample_weight = _tokenized_batch(
         preprocessor, ["a great movie", "an awful film"], ["positive", "negative"]
     )
-    model.compile(optimizer=PromptAdafactor(learning_rate=0.01, weight_decay=None))
+    # A fixed starting prompt: from some random ones a 0.01 step overshoots
+    # on this random network (steep), which made the test flaky.
+    model.set_prompt(np.random.default_rng(0).uniform(-0.5, 0.5, (4, 16)))
+    model.compile(optimizer=PromptAdafactor(learning_rate=1e-3, weight_decay=None))
     before = model.evaluate(x, y, sample_weight=sample_weight, verbose=0)[0]
     model.fit(x, y, sample_weight=sample_weight, batch_size=2, epochs=1, verbose=0)
     after = model.evaluate(x, y, sample_weight=sample_weight, verbose=0)[0]

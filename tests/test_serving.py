@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT, make_tiny_backbone
+from conftest import REPO_ROOT, make_tiny_backbone, make_tokenizer
 
 from keras_prompt import PromptTunedT5, save_prompt_file
 from keras_prompt.serving import (
@@ -50,7 +50,8 @@ SENTENCEPIECE_OPS = {"SentencepieceOp", "SentencepieceTokenizeOp",
 # The export and the fresh serving process.
 # ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def model(tokenizer):
+def model(spiece_path):
+    tokenizer = make_tokenizer(spiece_path)
     import keras_hub
 
     preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(

@@ -21,7 +21,9 @@ t5-small/base), and the choice is made per batch (statically when the shape is
 known, with a `cond` otherwise).
 
 Only the uncached, bias-free case changes (training, teacher-forced scoring);
-cached generation and everything else call keras-hub's own code.
+cached generation and everything else call keras-hub's own code. TensorFlow
+backend only (the products use `tf.linalg.matmul`'s adjoint flags, so neither
+direction materializes a transpose).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import inspect
 
 import keras
+import tensorflow as tf
 from keras import ops
 from keras_hub.src.models.t5.t5_multi_head_attention import T5MultiHeadAttention
 
@@ -83,6 +86,8 @@ class ShortQueryCrossAttention(T5MultiHeadAttention):
             and cache_update_index is None
             and position_bias is None
             and not self.use_relative_attention_bias
+            # One mask row per example (the decoder's encoder padding mask).
+            and (mask is None or (len(mask.shape) == 3 and mask.shape[1] == 1))
             and all(
                 _plain_projection(p)
                 for p in (
@@ -146,15 +151,20 @@ class ShortQueryCrossAttention(T5MultiHeadAttention):
             ops.cast(self.value_projector.kernel, dtype), (-1, heads, head_dim)
         )
         keys = ops.cast(key_value_states, dtype)  # (batch, source, hidden)
-        # (Q_h Wk_h^T): each head's query mapped back to the hidden space.
+        # (Q_h Wk_h^T): each head's query mapped back to the hidden space,
+        # heads and query positions flattened into one (batch, N*T, hidden)
+        # matrix so the two large products are plain batched matmuls whose
+        # gradients use adjoint flags instead of transposes.
         queries = ops.einsum("bqnh,dnh->bnqd", queries, key_kernel)
-        scores = ops.einsum("bnqd,bkd->bnqk", queries, keys)
-        if mask is not None:
-            mask = ops.cast(mask[:, None, :, :], dtype)
+        queries = ops.reshape(queries, (batch_size, -1, ops.shape(keys)[-1]))
+        scores = tf.linalg.matmul(queries, keys, transpose_b=True)
+        if mask is not None:  # (batch, 1, source): 1 where attending is allowed
+            mask = ops.cast(mask, dtype)
             scores = scores + (1.0 - mask) * ops.cast(-1e9, dtype)
         weights = ops.nn.softmax(scores, axis=-1)
         weights = self.dropout_layer(weights, training=training)
-        mixed = ops.einsum("bnqk,bkd->bnqd", weights, keys)  # (P_h E)
+        mixed = tf.linalg.matmul(weights, keys)  # (P_h E)
+        mixed = ops.reshape(mixed, (batch_size, heads, -1, ops.shape(keys)[-1]))
         outputs = ops.einsum("bnqd,dnh->bqnh", mixed, value_kernel)
         outputs = ops.reshape(outputs, (batch_size, -1, self.inner_dim))
         return self.output_projector(outputs)
@@ -173,7 +183,7 @@ def use_short_query_cross_attention(backbone: keras.layers.Layer) -> int:
     saved files stay keras-hub's). Returns the number of layers switched (0 on
     keras-hub releases whose attention has a different interface).
     """
-    if not _supported():
+    if keras.config.backend() != "tensorflow" or not _supported():
         return 0
     switched = 0
     for layer in getattr(backbone, "decoder_transformer_layers", []):
