@@ -218,6 +218,17 @@ class _StepCounter(keras.callbacks.Callback):
         self._epoch_start_step = 0
         self._current_step = 0
 
+    def set_model(self, model):
+        tune = getattr(model, "tune", "prompt")
+        if tune != "prompt":
+            raise ValueError(
+                f"{type(self).__name__} saves only the prompt, but this model has "
+                f"tune={tune!r} (its backbone trains too), so a prompt-only "
+                "backup could not restore it; use keras.callbacks.BackupAndRestore "
+                "or ModelCheckpoint for model tuning."
+            )
+        super().set_model(model)
+
     def _read_step(self) -> int:
         return int(_numpy(self.model.optimizer.iterations))
 

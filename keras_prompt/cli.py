@@ -64,16 +64,37 @@ def _build_initializer(name: str, task, seed: int):
     )
 
 
-def _load_model(args, task=None, prompt_length=None, init="random_uniform"):
+def _load_model(
+    args, task=None, prompt_length=None, init="random_uniform", tune="prompt"
+):
     from keras_prompt import PromptTunedT5
 
     initializer = _build_initializer(init, task, args.seed) if task else init
+    if prompt_length is None:
+        prompt_length = args.prompt_length
     return PromptTunedT5.from_preset(
         args.model,
-        prompt_length=prompt_length or args.prompt_length,
+        prompt_length=prompt_length,
         prompt_initializer=initializer,
+        tune=tune,
         encoder_sequence_length=args.max_input_length,
     )
+
+
+def _resolve_tune_args(args) -> None:
+    """Fills `train`'s defaults that depend on `--tune`, and checks them."""
+    from keras_prompt.models.prompt_tuned_t5 import DEFAULT_LEARNING_RATES
+
+    if args.prompt_length is None:
+        args.prompt_length = 100 if args.tune == "prompt" else 0
+    if args.learning_rate is None:
+        args.learning_rate = DEFAULT_LEARNING_RATES[args.tune]
+    if args.tune == "model" and (args.backup_dir or args.checkpoint_every):
+        raise ValueError(
+            "--backup-dir and --checkpoint-every write prompt-only state, which "
+            "cannot restore a --tune model run (its backbone trains too); drop "
+            "them for model tuning."
+        )
 
 
 def cmd_make_preset(args) -> int:
@@ -155,11 +176,15 @@ def cmd_import_hf(args) -> int:
     return 0
 
 
-def _load_split(task, split, args, limit=None):
+def _load_split(task, split, args, limit=None, format_as=None):
     from keras_prompt.data import load_examples
 
     examples = load_examples(
-        task, split, data_dir=args.data_dir, tfds_data_dir=args.tfds_data_dir
+        task,
+        split,
+        data_dir=args.data_dir,
+        tfds_data_dir=args.tfds_data_dir,
+        format_as=format_as,
     )
     return examples[:limit] if limit else examples
 
@@ -179,6 +204,8 @@ def cmd_train(args) -> int:
     _set_dtype(args.dtype)
     import hashlib
 
+    import numpy as np
+
     from keras_prompt import distribute
     from keras_prompt.callbacks import PromptBackup, PromptCheckpoint
     from keras_prompt.data import get_task
@@ -186,6 +213,7 @@ def cmd_train(args) -> int:
     from keras_prompt.training import evaluate_prompt, train_prompt
 
     task = get_task(args.task)
+    _resolve_tune_args(args)
     info = distribute.describe(strategy)
     fixed_shape = args.fixed_shape or args.strategy == "tpu"  # XLA: static shapes
     if args.strategy == "tpu" and args.batch_size % info["num_replicas"]:
@@ -204,7 +232,7 @@ def cmd_train(args) -> int:
     train_examples = _load_split(task, "train", args)
     eval_examples = _load_split(task, args.eval_split, args, args.eval_limit)
     with strategy.scope():
-        model = _load_model(args, task, init=args.init)
+        model = _load_model(args, task, init=args.init, tune=args.tune)
         model.compile(
             optimizer=PromptAdafactor(learning_rate=args.learning_rate),
             jit_compile=args.jit_compile,
@@ -263,13 +291,22 @@ def cmd_train(args) -> int:
         "resumed_from_step": int(resumed["step"]) if resumed else None,
         "batch_size": args.batch_size,
         "prompt_length": args.prompt_length,
-        "init": args.init,
+        "tune": args.tune,
+        "trainable_parameters": int(
+            sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        ),
+        "learning_rate": args.learning_rate,
+        "init": args.init if args.prompt_length else None,
         "seed": args.seed,
         "dtype": args.dtype or "float32",
         "jit_compile": bool(args.jit_compile),
         "fixed_shape": fixed_shape,
         **info,
-        "prompt_sha256": hashlib.sha256(model.get_prompt().tobytes()).hexdigest(),
+        "prompt_sha256": (
+            hashlib.sha256(model.get_prompt().tobytes()).hexdigest()
+            if args.prompt_length
+            else None
+        ),
         "train_seconds": round(train_seconds, 1),
         "final_loss": None if losses[-1] is None else float(losses[-1]),
         "eval_split": args.eval_split,
@@ -280,14 +317,36 @@ def cmd_train(args) -> int:
         # only the chief writes the prompt and metrics (and evaluates).
         _print_json(result)
         return 0
-    prompt_path = model.save_prompt(
-        out / task.name,
-        task=task.name,
-        verbalizers=task.verbalizers,
-        init=args.init,
-        seed=args.seed,
-    )
-    result["prompt"] = str(prompt_path)
+    if args.tune == "model":
+        # The backbone changed: write it as a preset (plus the prompt, if
+        # any, recorded as belonging to that preset).
+        preset = out / "preset"
+        model.backbone.save_to_preset(preset)
+        model.preprocessor.tokenizer.save_to_preset(preset)
+        result["preset"] = str(preset)
+        if args.prompt_length:
+            from keras_prompt.prompts import save_prompt_file
+
+            metadata = model.prompt_metadata(
+                task=task.name,
+                verbalizers=list(task.verbalizers),
+                init=args.init,
+                seed=args.seed,
+                tune="model",
+                trained_backbone=str(preset),
+            )
+            result["prompt"] = str(
+                save_prompt_file(out / task.name, model.get_prompt(), metadata)
+            )
+    else:
+        prompt_path = model.save_prompt(
+            out / task.name,
+            task=task.name,
+            verbalizers=task.verbalizers,
+            init=args.init,
+            seed=args.seed,
+        )
+        result["prompt"] = str(prompt_path)
     result["eval"] = evaluate_prompt(
         model, task, eval_examples, batch_size=args.eval_batch_size
     )
@@ -302,13 +361,30 @@ def cmd_eval(args) -> int:
     from keras_prompt.training import evaluate_prompt
 
     task = get_task(args.task)
-    examples = _load_split(task, args.split, args, args.limit)
-    values, _ = load_prompt_file(args.prompt)
-    model = _load_model(args, prompt_length=values.shape[0])
-    model.load_prompt(args.prompt)
-    metrics = evaluate_prompt(model, task, examples, batch_size=args.batch_size)
+    examples = _load_split(task, args.split, args, args.limit, args.format_as)
+    scored_task = get_task(args.format_as) if args.format_as else task
+    if args.prompt:
+        values, _ = load_prompt_file(args.prompt)
+        model = _load_model(args, prompt_length=values.shape[0])
+        model.load_prompt(args.prompt)
+    else:
+        # No prompt: the model alone (e.g. a `train --tune model` preset).
+        model = _load_model(args, prompt_length=0, tune="model")
+    metrics = evaluate_prompt(
+        model,
+        task,
+        examples,
+        batch_size=args.batch_size,
+        verbalizers=scored_task.verbalizers,
+    )
     _print_json(
-        {"task": task.name, "split": args.split, "prompt": args.prompt, **metrics}
+        {
+            "task": task.name,
+            "split": args.split,
+            "prompt": args.prompt,
+            "format_as": scored_task.name,
+            **metrics,
+        }
     )
     return 0
 
@@ -346,6 +422,31 @@ def cmd_inspect(args) -> int:
     report = describe_prompt(prompt, embeddings, id_to_token, k=args.k)
     report["file"] = args.prompt
     report["metadata"] = metadata
+    verbalizers = args.verbalizers
+    if args.task:
+        from keras_prompt.data import get_task
+
+        verbalizers = list(get_task(args.task).verbalizers)
+    if verbalizers:
+        from keras_prompt.inspection import verbalizer_hit_rate
+
+        if embeddings is None or not (args.vocab or args.model):
+            raise ValueError(
+                "--verbalizers/--task need an embedding table (--model or "
+                "--embeddings) and a vocabulary (--model or --vocab)."
+            )
+        verbalizer_ids = sorted(
+            {
+                int(i)
+                for v in verbalizers
+                for i in np.asarray(tokenizer.tokenize(v)).reshape(-1)
+            }
+        )
+        report["verbalizers"] = list(verbalizers)
+        report["verbalizer_tokens"] = [id_to_token(i) for i in verbalizer_ids]
+        report["verbalizer_hit_rate"] = verbalizer_hit_rate(
+            prompt, embeddings, verbalizer_ids, k=args.k
+        )
     if args.json:
         _print_json(report)
         return 0
@@ -364,6 +465,13 @@ def cmd_inspect(args) -> int:
             )
             line += f"  nearest: {tokens}"
         print(line)
+    if "verbalizer_hit_rate" in report:
+        print(
+            f"verbalizer hit-rate: {report['verbalizer_hit_rate']:.3f} of "
+            f"{report['shape'][0]} positions have a verbalizer token "
+            f"({', '.join(report['verbalizer_tokens'])}) among their {args.k} "
+            "nearest tokens"
+        )
     return 0
 
 
@@ -520,13 +628,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="prompt-tune a frozen T5 on a task")
     _add_data_args(p)
     _add_model_args(p)
-    p.add_argument("--prompt-length", type=int, default=100)
+    p.add_argument(
+        "--tune",
+        default="prompt",
+        choices=["prompt", "model"],
+        help="prompt: train only the prompt (frozen backbone); model: train every "
+        "weight (the paper's model-tuning baseline; writes OUT/preset)",
+    )
+    p.add_argument(
+        "--prompt-length",
+        type=int,
+        default=None,
+        help="default 100 with --tune prompt, 0 (no prompt) with --tune model",
+    )
     p.add_argument(
         "--init", default="class_labels", help=f"{'|'.join(INITIALIZERS)} or a .npy"
     )
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=0.3)
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Adafactor's constant rate; default 0.3 (prompt) or 1e-3 (model)",
+    )
     p.add_argument(
         "--dtype", help="e.g. mixed_bfloat16 (prompt and optimizer stay float32)"
     )
@@ -580,7 +705,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="rank-classification metrics of a saved prompt")
     _add_data_args(p)
     _add_model_args(p)
-    p.add_argument("--prompt", required=True)
+    p.add_argument(
+        "--prompt", help="prompt file; omit to evaluate the model alone (no prompt)"
+    )
+    p.add_argument(
+        "--format-as",
+        help="phrase the examples as this task's (prefix, fields, verbalizers): "
+        "zero-shot transfer, e.g. --task mrpc --format-as qqp",
+    )
     p.add_argument("--split", default="validation")
     p.add_argument("--limit", type=int)
     p.add_argument("--batch-size", type=int, default=64)
@@ -621,6 +753,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--embeddings", help="a (vocab, hidden) .npy embedding table instead"
     )
     p.add_argument("--vocab", help="SentencePiece model for token strings")
+    p.add_argument(
+        "--verbalizers",
+        nargs="+",
+        help="label strings: report the fraction of positions with one of their "
+        "tokens among the k nearest (the verbalizer hit-rate)",
+    )
+    p.add_argument("--task", help="use this task's verbalizers (e.g. sst2)")
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)

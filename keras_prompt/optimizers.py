@@ -78,7 +78,15 @@ class PromptAdafactor(keras.optimizers.Adafactor):
                 beta_2_t * c + (1 - beta_2_t) * ops.mean(grad_square, axis=-2),
             )
             row_factor = ops.expand_dims(r / ops.mean(r, axis=-1, keepdims=True), -1)
-            self.assign(v, row_factor * ops.expand_dims(c, -2))
+            # The factored estimate of E[g^2 + epsilon_1] is >= epsilon_1 by
+            # definition, but the product of a tiny row factor and a tiny
+            # column mean underflows to 0 in float32, and 0 / sqrt(0) is NaN
+            # for an exactly-zero gradient entry (seen when model tuning
+            # every weight: decoder attention kernels get such rows).
+            epsilon_1 = ops.cast(self.epsilon_1, variable.dtype)
+            self.assign(
+                v, ops.maximum(row_factor * ops.expand_dims(c, -2), epsilon_1)
+            )
         else:
             self.assign(v, beta_2_t * v + (1 - beta_2_t) * grad_square)
 

@@ -17,6 +17,7 @@ from keras_prompt.data import (
     compute_metrics,
     get_task,
     make_dataset,
+    roc_auc,
 )
 from keras_prompt.models.prompt_tuned_t5 import PromptTunedT5
 
@@ -190,23 +191,54 @@ def evaluate_prompt(
     examples: Sequence[Example],
     *,
     batch_size: int = 64,
+    prompts: np.ndarray | None = None,
+    verbalizers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Rank-classification metrics of the model's prompt on `examples`.
 
     Each example's label is the verbalizer with the highest log-likelihood
     (the paper's evaluation for classification), then the task's metric
-    (accuracy, plus F1 for MRPC/QQP) is computed.
+    (accuracy, plus F1 for MRPC/QQP) is computed. For binary tasks the result
+    also holds `auc`, the ROC AUC of the margin `log p(verbalizer 1) -
+    log p(verbalizer 0)` (0.5 = no ranking signal; `None` when one class is
+    absent), and `predicted_counts`, how often each label was predicted, so a
+    prompt that always answers the majority class is visible at a glance.
+
+    Args:
+        model: the model; its own prompt is used unless `prompts` is given.
+        task: the task (metric, verbalizers).
+        examples: labelled examples.
+        batch_size: examples per forward pass.
+        prompts: optional `(len(examples), prompt_length, hidden_dim)`
+            per-example prompts, passed to `PromptTunedT5.score`.
+        verbalizers: score these label strings instead of `task.verbalizers`
+            (same count and order), e.g. the source task's verbalizers when
+            evaluating a transferred prompt zero-shot.
     """
     task = get_task(task)
     if not examples:
         raise ValueError(f"No evaluation examples were given for task {task.name!r}.")
+    candidates = list(task.verbalizers if verbalizers is None else verbalizers)
+    if len(candidates) != task.num_classes:
+        raise ValueError(
+            f"`verbalizers` must hold {task.num_classes} strings for task "
+            f"{task.name!r} (one per label, in label order); got {candidates!r}."
+        )
     start = time.perf_counter()
-    predicted = model.predict_label(
-        [e.inputs for e in examples], list(task.verbalizers), batch_size=batch_size
+    scores = model.score(
+        [e.inputs for e in examples], candidates, prompts=prompts, batch_size=batch_size
     )
-    metrics: dict[str, Any] = dict(
-        compute_metrics(task, predicted, [e.label for e in examples])
-    )
+    predicted = np.argmax(scores, axis=-1)
+    gold = [e.label for e in examples]
+    metrics: dict[str, Any] = dict(compute_metrics(task, predicted, gold))
+    if task.num_classes == 2:
+        try:
+            metrics["auc"] = roc_auc(scores[:, 1] - scores[:, 0], gold)
+        except ValueError:
+            metrics["auc"] = None
+    metrics["predicted_counts"] = np.bincount(
+        predicted, minlength=task.num_classes
+    ).tolist()
     metrics["num_examples"] = len(examples)
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     return metrics

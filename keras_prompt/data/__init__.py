@@ -6,6 +6,7 @@ from keras_prompt.data.evaluation import (
     compute_metrics,
     f1_score,
     label_from_text,
+    roc_auc,
 )
 from keras_prompt.data.pipeline import default_bucket_boundaries, make_dataset
 from keras_prompt.data.readers import (
@@ -42,5 +43,6 @@ __all__ = [
     "heldout_split_indices",
     "label_from_text",
     "load_examples",
+    "roc_auc",
     "make_dataset",
 ]

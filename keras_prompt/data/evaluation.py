@@ -77,6 +77,47 @@ def f1_score(
     return 0.0 if denominator == 0 else 2 * tp / denominator
 
 
+def roc_auc(
+    scores: Sequence[float] | np.ndarray,
+    gold_labels: Sequence[int] | np.ndarray,
+    positive_label: int = 1,
+) -> float:
+    """Area under the ROC curve of ``scores`` for the ``positive_label`` class.
+
+    The Mann-Whitney statistic with ties counted as half: the probability that
+    a random positive example scores higher than a random negative one. 0.5 is
+    no ranking signal. Used with the rank-classification margin
+    ``log p(verbalizer 1) - log p(verbalizer 0)``, it shows whether a prompt
+    separates the classes even when every argmax is the same class.
+
+    Raises:
+        ValueError: lengths differ, or one class is absent (AUC undefined).
+    """
+    values = np.asarray(scores, dtype="float64")
+    gold = _as_labels("gold_labels", gold_labels)
+    if values.shape != gold.shape:
+        raise ValueError(
+            f"`scores` must be 1-D with one score per gold label; got shape "
+            f"{values.shape} for {gold.size} labels."
+        )
+    positive = gold == positive_label
+    num_pos, num_neg = int(positive.sum()), int((~positive).sum())
+    if num_pos == 0 or num_neg == 0:
+        raise ValueError(
+            "roc_auc needs both classes among `gold_labels`; got "
+            f"{num_pos} positive and {num_neg} negative examples."
+        )
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype="float64")
+    sorted_values = values[order]
+    # Average ranks over ties (1-based).
+    _, first, counts = np.unique(sorted_values, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(average, counts)
+    rank_sum = ranks[positive].sum()
+    return float((rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
+
+
 def _check_lengths(predicted: np.ndarray, gold: np.ndarray) -> None:
     if predicted.shape != gold.shape:
         raise ValueError(

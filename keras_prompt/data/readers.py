@@ -47,6 +47,7 @@ def load_examples(
     split: str,
     data_dir: str | os.PathLike[str] | None = None,
     tfds_data_dir: str | os.PathLike[str] | None = None,
+    format_as: Task | str | None = None,
 ) -> list[Example]:
     """Load a labelled split of ``task`` as :class:`Example` objects.
 
@@ -72,6 +73,14 @@ def load_examples(
         split: "train", "validation" or "test".
         data_dir: Root of the local data files.
         tfds_data_dir: TFDS data directory holding the prepared dataset.
+        format_as: Phrase the examples as this other task's (task prefix,
+            field keys and verbalizers), mapping ``task``'s input fields and
+            labels to ``format_as``'s by position. Zero-shot domain transfer
+            (Lester et al. 2021, Table 2) evaluates a prompt trained on QQP on
+            MRPC rows written as QQP examples: ``load_examples("mrpc",
+            "validation", data_dir, format_as="qqp")`` gives ``qqp question1:
+            <s1> question2: <s2>`` -> ``not_duplicate`` / ``duplicate``. Both
+            tasks need the same number of input fields and of classes.
 
     Returns:
         The examples, in file order (held-out splits keep file order too).
@@ -98,8 +107,29 @@ def load_examples(
             "load_examples needs a source: pass data_dir (official files) or "
             "tfds_data_dir (prepared TFDS datasets)."
         )
+    target = task
+    if format_as is not None:
+        target = get_task(format_as)
+        if (
+            len(target.input_fields) != len(task.input_fields)
+            or target.num_classes != task.num_classes
+        ):
+            raise ValueError(
+                f"`format_as` task {target.name!r} must have as many input fields "
+                f"and classes as {task.name!r} ({len(task.input_fields)} fields, "
+                f"{task.num_classes} classes); got {len(target.input_fields)} "
+                f"fields and {target.num_classes} classes."
+            )
+        renames = [
+            (source, dest)
+            for (_, source), (_, dest) in zip(task.input_fields, target.input_fields)
+        ]
+        rows = [
+            ({dest: features[source] for source, dest in renames}, label)
+            for features, label in rows
+        ]
     return [
-        Example(task.format_input(features), task.format_target(label), label)
+        Example(target.format_input(features), target.format_target(label), label)
         for features, label in rows
     ]
 

@@ -1,4 +1,10 @@
-"""Cross-attention for short decoder inputs, computed in a cheaper order.
+"""T5 attention computed in cheaper orders and layouts (same weights and results).
+
+Two layer classes replace keras-hub's `T5MultiHeadAttention` on an existing
+backbone (`use_short_query_cross_attention`, `use_fused_self_attention`); only
+the uncached path (training, teacher-forced scoring) changes.
+
+## Cross-attention for short decoder inputs
 
 Why: prompt tuning trains on verbalizers ("positive", "not_equivalent"): 2-5
 decoder positions against 50-500 encoder positions. keras-hub's T5
@@ -24,6 +30,17 @@ Only the uncached, bias-free case changes (training, teacher-forced scoring);
 cached generation and everything else call keras-hub's own code. TensorFlow
 backend only (the products use `tf.linalg.matmul`'s adjoint flags, so neither
 direction materializes a transpose).
+
+## Self-attention with one QKV projection
+
+keras-hub projects queries, keys and values with three `(hidden, inner)`
+matmuls and forms the attention products with `einsum`s whose gradients
+transpose their operands. `FusedSelfAttention` multiplies by the three kernels
+concatenated (one `(hidden, 3 inner)` matmul, which oneDNN runs closer to its
+peak than three narrow ones) and forms the products as head-major batched
+matmuls with adjoint flags. Measured on the t5-small encoder's shapes (batch
+32, 148 positions, bf16, 2 CPU cores): the attention products forward and
+backward take 13.7 ms per layer instead of 20.0.
 """
 
 from __future__ import annotations
@@ -170,6 +187,84 @@ class ShortQueryCrossAttention(T5MultiHeadAttention):
         return self.output_projector(outputs)
 
 
+class FusedSelfAttention(T5MultiHeadAttention):
+    """keras-hub's `T5MultiHeadAttention` with one fused QKV projection.
+
+    Used as the class of a backbone's self-attention layers (see
+    `use_fused_self_attention`); weights, config, the relative position bias
+    and the cached (generation) path are keras-hub's.
+    """
+
+    def call(
+        self,
+        hidden_states,
+        mask=None,
+        key_value_states=None,
+        position_bias=None,
+        cache=None,
+        cache_update_index=None,
+        training=False,
+    ):
+        eligible = (
+            key_value_states is None
+            and cache is None
+            and cache_update_index is None
+            and all(
+                _plain_projection(p)
+                for p in (
+                    self.query_projector,
+                    self.key_projector,
+                    self.value_projector,
+                    self.output_projector,
+                )
+            )
+        )
+        if not eligible:
+            return super().call(
+                hidden_states,
+                mask=mask,
+                key_value_states=key_value_states,
+                position_bias=position_bias,
+                cache=cache,
+                cache_update_index=cache_update_index,
+                training=training,
+            )
+        dtype = self.compute_dtype
+        batch_size, length = ops.shape(hidden_states)[0], ops.shape(hidden_states)[1]
+        heads, head_dim = self.num_heads, self.key_value_dim
+        projectors = (self.query_projector, self.key_projector, self.value_projector)
+        kernel = ops.concatenate([ops.cast(p.kernel, dtype) for p in projectors], -1)
+        qkv = ops.matmul(ops.cast(hidden_states, dtype), kernel)
+
+        def head_major(states):  # (batch, heads, length, head_dim)
+            states = ops.reshape(states, (batch_size, length, heads, head_dim))
+            return ops.transpose(states, (0, 2, 1, 3))
+
+        # A split's gradient is a concatenation (slicing's would add zeros).
+        queries, keys, values = map(head_major, ops.split(qkv, 3, axis=-1))
+        scores = tf.linalg.matmul(queries, keys, transpose_b=True)
+
+        # The position bias (and the mask folded into it) exactly as keras-hub
+        # builds it, so later layers reuse the same tensor.
+        if position_bias is None:
+            if not self.use_relative_attention_bias:
+                position_bias = ops.zeros((1, heads, length, length), dtype)
+            else:
+                position_bias = self.compute_bias(length, length)
+            if mask is not None:
+                mask = mask[:, None, :, :]
+                mask = (1.0 - ops.cast(mask, position_bias.dtype)) * -1e9
+                position_bias = position_bias + mask
+        scores += ops.cast(position_bias, scores.dtype)
+        weights = ops.nn.softmax(scores, axis=-1)
+        weights = self.dropout_layer(weights, training=training)
+        outputs = tf.linalg.matmul(weights, values)  # (batch, heads, length, dim)
+        outputs = ops.reshape(
+            ops.transpose(outputs, (0, 2, 1, 3)), (batch_size, length, self.inner_dim)
+        )
+        return self.output_projector(outputs), position_bias, None
+
+
 def _supported() -> bool:
     """keras-hub >= 0.32's attention (with the cache-index argument)."""
     parameters = inspect.signature(T5MultiHeadAttention.call).parameters
@@ -191,4 +286,24 @@ def use_short_query_cross_attention(backbone: keras.layers.Layer) -> int:
         if type(attention) is T5MultiHeadAttention:
             attention.__class__ = ShortQueryCrossAttention
             switched += 1
+    return switched
+
+
+def use_fused_self_attention(backbone: keras.layers.Layer) -> int:
+    """Switches a T5 backbone's self-attention layers to `FusedSelfAttention`.
+
+    Encoder and decoder layers alike (the decoder's cached generation path
+    stays keras-hub's). Only the class of the existing layer objects changes.
+    Returns the number of layers switched (0 on other backends or keras-hub
+    releases whose attention has a different interface).
+    """
+    if keras.config.backend() != "tensorflow" or not _supported():
+        return 0
+    switched = 0
+    for name in ("encoder_transformer_layers", "decoder_transformer_layers"):
+        for layer in getattr(backbone, name, []):
+            attention = getattr(layer, "self_attention", None)
+            if type(attention) is T5MultiHeadAttention:
+                attention.__class__ = FusedSelfAttention
+                switched += 1
     return switched

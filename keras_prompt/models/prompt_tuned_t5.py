@@ -17,7 +17,10 @@ from keras import ops
 
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompts as prompt_files
-from keras_prompt.layers.fast_attention import use_short_query_cross_attention
+from keras_prompt.layers.fast_attention import (
+    use_fused_self_attention,
+    use_short_query_cross_attention,
+)
 from keras_prompt.layers.fast_dropout import use_fast_dropout
 from keras_prompt.layers.soft_prompt import SoftPrompt
 from keras_prompt.models._keras_hub_compat import (
@@ -28,6 +31,17 @@ from keras_prompt.optimizers import PromptAdafactor
 from keras_prompt.version import __version__
 
 _TOKENIZED_KEYS = ("encoder_token_ids", "encoder_padding_mask")
+
+#: What `PromptTunedT5(tune=...)` trains: only the soft prompt (the paper's
+#: prompt tuning), or every backbone weight too (model tuning, the paper's
+#: baseline).
+TUNE_MODES: tuple[str, ...] = ("prompt", "model")
+
+#: `compile(optimizer="auto")` learning rates per tune mode: the paper's 0.3
+#: for prompts; for model tuning T5's fine-tuning rate 1e-3 (constant
+#: Adafactor, Raffel et al. 2020), the rate the embedded checkpoint was
+#: pretrained with.
+DEFAULT_LEARNING_RATES: dict[str, float] = {"prompt": 0.3, "model": 1e-3}
 
 
 def backbone_fingerprint(backbone: keras_hub.models.T5Backbone) -> str:
@@ -66,6 +80,16 @@ class PromptTunedT5(T5Seq2SeqLM):
     without parameter scaling (`keras_prompt.optimizers.PromptAdafactor`), and
     token cross-entropy averaged over non-padding target tokens.
 
+    Model tuning (`tune="model"`, the paper's baseline) uses the same data,
+    loss, loop and evaluation but makes every backbone weight trainable. The
+    paper's model tuning has no prompt: pass `prompt_length=0`. With
+    `prompt_length > 0` the prompt trains together with the backbone
+    ("prompt + model"). `compile()` then defaults to Adafactor at T5's
+    fine-tuning learning rate 1e-3 (constant, no parameter scaling: Adam-like
+    steps of ~1e-3 per weight). A model-tuned model is not a prompt: its
+    `save_prompt` refuses (the backbone changed too); save the backbone with
+    `model.backbone.save_to_preset(dir)` (and the tokenizer) or `model.save`.
+
     Args:
         backbone: a `keras_hub.models.T5Backbone`. It is frozen in place.
         preprocessor: a `keras_hub.models.T5Seq2SeqLMPreprocessor` or `None`.
@@ -74,6 +98,9 @@ class PromptTunedT5(T5Seq2SeqLM):
             `.npy` path, or a `keras_prompt.initializers` instance such as
             `ClassLabels(labels=["negative", "positive"])`. Initializers that
             need the embedding table or tokenizer get this model's.
+        tune: `"prompt"` (default: only the prompt trains, the backbone is
+            frozen) or `"model"` (every backbone weight trains too; then
+            `prompt_length` may be 0 for no prompt at all).
 
     Example:
 
@@ -95,18 +122,29 @@ class PromptTunedT5(T5Seq2SeqLM):
         preprocessor: T5Seq2SeqLMPreprocessor | None = None,
         prompt_length: int = 100,
         prompt_initializer: Any = "random_uniform",
+        tune: str = "prompt",
         **kwargs,
     ):
+        if tune not in TUNE_MODES:
+            raise ValueError(
+                f"`tune` must be one of {list(TUNE_MODES)} (\"prompt\": train only "
+                f"the soft prompt; \"model\": train every weight); got {tune!r}."
+            )
+        minimum = 0 if tune == "model" else 1
         if (
             not isinstance(prompt_length, (int, np.integer))
             or isinstance(prompt_length, bool)
-            or prompt_length < 1
+            or prompt_length < minimum
         ):
             raise ValueError(
-                f"`prompt_length` must be an integer >= 1; got {prompt_length!r}."
+                f"`prompt_length` must be an integer >= {minimum} with "
+                f"tune={tune!r}"
+                + (" (0, no prompt, only with tune='model')" if minimum else "")
+                + f"; got {prompt_length!r}."
             )
         prompt_length = int(prompt_length)
-        backbone.trainable = False
+        self.tune = tune
+        backbone.trainable = tune == "model"
         # keras' TF dropout draws one float per element (bfloat16 under
         # mixed precision), slower than the encoder's matmuls on CPU; see
         # keras_prompt/layers/fast_dropout.py.
@@ -115,6 +153,9 @@ class PromptTunedT5(T5Seq2SeqLM):
         # projecting every encoder position (keras_prompt/layers/
         # fast_attention.py); same weights and results.
         use_short_query_cross_attention(backbone)
+        # Self-attention with one QKV matmul and head-major attention
+        # products (same file); same weights and results.
+        use_fused_self_attention(backbone)
         initializer = prompt_initializers.get(prompt_initializer)
         self._prompt_initializer_config = prompt_initializers.serialize(initializer)
         tokenizer = getattr(preprocessor, "tokenizer", None)
@@ -143,13 +184,15 @@ class PromptTunedT5(T5Seq2SeqLM):
         self.backbone = backbone
         self.preprocessor = preprocessor
         self.prompt_length = prompt_length
-        self.soft_prompt = SoftPrompt(
-            prompt_length,
-            initializer=initializer,
-            hidden_dim=backbone.hidden_dim,
-            dtype=backbone.dtype_policy,
-            name="soft_prompt",
-        )
+        self.soft_prompt = None
+        if prompt_length:
+            self.soft_prompt = SoftPrompt(
+                prompt_length,
+                initializer=initializer,
+                hidden_dim=backbone.hidden_dim,
+                dtype=backbone.dtype_policy,
+                name="soft_prompt",
+            )
 
         # === Functional Model ===
         inputs = {
@@ -185,7 +228,13 @@ class PromptTunedT5(T5Seq2SeqLM):
         """Embeds tokens, prepends the prompt, runs the frozen encoder."""
         backbone = self.backbone
         x = backbone.token_embedding(token_ids)
-        x, padding_mask = self.soft_prompt(x, padding_mask, prompts=prompts)
+        if self.soft_prompt is not None:
+            x, padding_mask = self.soft_prompt(x, padding_mask, prompts=prompts)
+        elif prompts is not None:
+            raise ValueError(
+                "`prompts` was given but this model has no prompt "
+                "(tune='model', prompt_length=0)."
+            )
         x = backbone.encoder_embedding_dropout(x)
         attention_mask = padding_mask[:, None, :]
         position_bias = None
@@ -218,6 +267,8 @@ class PromptTunedT5(T5Seq2SeqLM):
         return backbone.decoder_dropout(x)
 
     def _with_prompt_mask(self, padding_mask):
+        if not self.prompt_length:
+            return padding_mask
         batch_size = ops.shape(padding_mask)[0]
         ones = ops.ones((batch_size, self.prompt_length), dtype=padding_mask.dtype)
         return ops.concatenate([ones, padding_mask], axis=1)
@@ -273,14 +324,18 @@ class PromptTunedT5(T5Seq2SeqLM):
         """Configures training; defaults follow Lester et al. (2021).
 
         Args:
-            optimizer: `"auto"` gives `PromptAdafactor(learning_rate=0.3)`.
+            optimizer: `"auto"` gives `PromptAdafactor(learning_rate=0.3)`
+                for `tune="prompt"` and `PromptAdafactor(learning_rate=1e-3)`
+                (constant, no parameter scaling) for `tune="model"`.
             loss: `"auto"` gives token cross-entropy from logits, averaged over
                 the non-padding target tokens (the sample weights).
             weighted_metrics: `"auto"` gives token accuracy.
             sampler: the `generate()` sampler; greedy decoding by default.
         """
         if optimizer == "auto":
-            optimizer = PromptAdafactor(learning_rate=0.3)
+            optimizer = PromptAdafactor(
+                learning_rate=DEFAULT_LEARNING_RATES[self.tune]
+            )
         if loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(
                 from_logits=True, reduction="mean_with_sample_weight"
@@ -300,12 +355,21 @@ class PromptTunedT5(T5Seq2SeqLM):
     def prompt_shape(self) -> tuple[int, int]:
         return (self.prompt_length, self.backbone.hidden_dim)
 
+    def _require_prompt(self, what: str) -> None:
+        if self.soft_prompt is None:
+            raise ValueError(
+                f"{what} needs a prompt, but this model has none "
+                f"(tune={self.tune!r}, prompt_length=0)."
+            )
+
     def get_prompt(self) -> np.ndarray:
         """The prompt as a float32 `(prompt_length, hidden_dim)` array."""
+        self._require_prompt("get_prompt()")
         return np.array(ops.convert_to_numpy(self.soft_prompt.prompt), "float32")
 
     def set_prompt(self, prompt) -> None:
         """Replaces the prompt; validates shape and values before assigning."""
+        self._require_prompt("set_prompt()")
         values = prompt_files.check_prompt_array(prompt, self.prompt_shape)
         self.soft_prompt.prompt.assign(values)
 
@@ -346,7 +410,21 @@ class PromptTunedT5(T5Seq2SeqLM):
         The JSON records the backbone identity and width, prompt length,
         task, verbalizers, initializer, training steps and keras-prompt
         version, so a prompt file explains itself.
+
+        Raises:
+            ValueError: with `tune="model"`: the backbone was trained too, so
+                a prompt file alone would not reproduce this model's scores
+                on the original backbone. Save `model.backbone` (e.g.
+                `save_to_preset`) instead.
         """
+        if self.tune == "model":
+            raise ValueError(
+                "save_prompt() refuses a tune='model' model: its backbone weights "
+                "were trained too, so the prompt alone does not reproduce it on "
+                "the original checkpoint. Save the backbone instead, e.g. "
+                "`model.backbone.save_to_preset(dir)` and "
+                "`model.preprocessor.tokenizer.save_to_preset(dir)`."
+            )
         metadata = self.prompt_metadata(
             task=task,
             verbalizers=list(verbalizers) if verbalizers is not None else None,
@@ -488,6 +566,7 @@ class PromptTunedT5(T5Seq2SeqLM):
                 f"of lengths {sorted({len(c) for c in per_example})}."
             )
         if prompts is not None:
+            self._require_prompt("`prompts`")
             prompts = np.asarray(prompts, dtype="float32")
             expected = (len(texts), *self.prompt_shape)
             if prompts.shape != expected:
@@ -546,6 +625,7 @@ class PromptTunedT5(T5Seq2SeqLM):
             {
                 "prompt_length": self.prompt_length,
                 "prompt_initializer": self._prompt_initializer_config,
+                "tune": self.tune,
             }
         )
         return config
@@ -557,6 +637,7 @@ class PromptTunedT5(T5Seq2SeqLM):
         prompt_length: int = 100,
         prompt_initializer: Any = "random_uniform",
         *,
+        tune: str = "prompt",
         load_weights: bool = True,
         dtype=None,
         encoder_sequence_length: int = 512,
@@ -571,7 +652,7 @@ class PromptTunedT5(T5Seq2SeqLM):
                 Hugging Face T5 checkpoint directory (`config.json`,
                 `model.safetensors` or `tf_model.h5`, `spiece.model`), which
                 is imported with `keras_prompt.checkpoints.load_hf_t5`.
-            prompt_length, prompt_initializer: see the class docstring.
+            prompt_length, prompt_initializer, tune: see the class docstring.
             load_weights: load pretrained weights (else random init).
             dtype: backbone dtype or policy, e.g. `"bfloat16"`.
             encoder_sequence_length, decoder_sequence_length: the
@@ -598,6 +679,7 @@ class PromptTunedT5(T5Seq2SeqLM):
             preprocessor,
             prompt_length=prompt_length,
             prompt_initializer=prompt_initializer,
+            tune=tune,
             **kwargs,
         )
         model.preset = preset_str
