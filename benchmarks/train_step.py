@@ -17,13 +17,17 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from train_throughput import (  # noqa: E402
+    BATCH,
+    INPUT_TOKENS,
+    PROMPT,
+    TARGET_TOKENS,
+    fixed_batch,
+)
 
 import keras_prompt  # noqa: E402
 from keras_prompt.models.geometries import build_backbone  # noqa: E402
-
-BATCH, INPUT_TOKENS, PROMPT, TARGET_TOKENS = 32, 128, 20, 4
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -32,22 +36,6 @@ class _EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self.start)
-
-
-def fixed_batch(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    x = {
-        "encoder_token_ids": rng.integers(3, 32000, (BATCH, INPUT_TOKENS)).astype(
-            "int32"
-        ),
-        "encoder_padding_mask": np.ones((BATCH, INPUT_TOKENS), "int32"),
-        "decoder_token_ids": rng.integers(3, 32000, (BATCH, TARGET_TOKENS)).astype(
-            "int32"
-        ),
-        "decoder_padding_mask": np.ones((BATCH, TARGET_TOKENS), "int32"),
-    }
-    y = rng.integers(3, 32000, (BATCH, TARGET_TOKENS)).astype("int32")
-    return x, y, np.ones((BATCH, TARGET_TOKENS), "float32")
 
 
 def measure(policy: str, steps: int, jit_compile: bool, repeats: int = 3) -> float:

@@ -131,10 +131,11 @@ def _keras_env() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _fixed_batch():
+def fixed_batch(seed: int = 0):
+    """The fixed-shape batch: random token ids, no padding (also train_step.py's)."""
     import numpy as np
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     x = {
         "encoder_token_ids": rng.integers(3, 32000, (BATCH, INPUT_TOKENS)).astype(
             "int32"
@@ -219,7 +220,7 @@ def keras_worker(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode == "fixed":
         model = _build_keras_model(args.policy)
         model.compile(jit_compile=args.jit)
-        dataset = tf.data.Dataset.from_tensors(_fixed_batch()).repeat()
+        dataset = tf.data.Dataset.from_tensors(fixed_batch()).repeat()
         model.fit(
             dataset,
             epochs=epochs,
@@ -283,7 +284,7 @@ def rss_worker(args: argparse.Namespace) -> dict[str, Any]:
         model.backbone.trainable = True
     optimizer = "auto" if args.optimizer == "adafactor" else keras.optimizers.AdamW()
     model.compile(optimizer=optimizer)
-    dataset = tf.data.Dataset.from_tensors(_fixed_batch()).repeat()
+    dataset = tf.data.Dataset.from_tensors(fixed_batch()).repeat()
     model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
     state = model.optimizer.variables
     return {

@@ -85,8 +85,8 @@ def run_one(args, length: int, init: str, seed: int, train, evaluation) -> dict:
     # kernel caches, which would break an earlier tokenizer.
     keras.utils.set_random_seed(seed)
     from keras_prompt import PromptTunedT5
-    from keras_prompt.cli import _build_initializer
     from keras_prompt.data import get_task
+    from keras_prompt.initializers import by_name
     from keras_prompt.optimizers import PromptAdafactor
     from keras_prompt.training import evaluate_prompt, train_prompt
 
@@ -94,7 +94,7 @@ def run_one(args, length: int, init: str, seed: int, train, evaluation) -> dict:
     model = PromptTunedT5.from_preset(
         args.model,
         prompt_length=length,
-        prompt_initializer=_build_initializer(init, task, seed),
+        prompt_initializer=by_name(init, task.verbalizers, seed),
         encoder_sequence_length=args.max_input_length,
     )
     model.compile(optimizer=PromptAdafactor(learning_rate=args.learning_rate))

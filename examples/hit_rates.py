@@ -82,11 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if match:
             row.update(match.groupdict())
         if args.with_init and match:
-            from keras_prompt.cli import _build_initializer
             from keras_prompt.data import get_task
+            from keras_prompt.initializers import by_name
 
-            initializer = _build_initializer(
-                row["init"], get_task(args.task), int(row["seed"])
+            initializer = by_name(
+                row["init"], get_task(args.task).verbalizers, int(row["seed"])
             )
             initializer = initializer.bind(embeddings=table, tokenizer=tokenizer)
             initial = np.asarray(initializer(prompt.shape), "float32")

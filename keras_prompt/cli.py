@@ -24,6 +24,8 @@ from typing import Sequence
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# `--init` choices (keras_prompt.initializers.PAPER_INITIALIZERS), spelled out
+# so that building the parser does not import keras.
 INITIALIZERS = ("class_labels", "sampled_vocab", "random_uniform")
 
 
@@ -46,30 +48,17 @@ def _set_dtype(dtype: str | None) -> None:
         keras.config.set_dtype_policy(dtype)
 
 
-def _build_initializer(name: str, task, seed: int):
-    from keras_prompt import initializers
-
-    if name.endswith(".npy"):
-        return initializers.FromFile(name)
-    if name == "class_labels":
-        return initializers.ClassLabels(
-            labels=list(task.verbalizers), fallback=initializers.SampledVocab(seed=seed)
-        )
-    if name == "sampled_vocab":
-        return initializers.SampledVocab(seed=seed)
-    if name == "random_uniform":
-        return initializers.RandomUniform(seed=seed)
-    raise ValueError(
-        f"Unknown --init {name!r}; use one of {list(INITIALIZERS)} or a .npy path."
-    )
-
-
 def _load_model(
     args, task=None, prompt_length=None, init="random_uniform", tune="prompt"
 ):
     from keras_prompt import PromptTunedT5
+    from keras_prompt.initializers import by_name
 
-    initializer = _build_initializer(init, task, args.seed) if task else init
+    initializer = (
+        by_name(init, task.verbalizers, args.seed, argument="--init")
+        if task
+        else init
+    )
     if prompt_length is None:
         prompt_length = args.prompt_length
     return PromptTunedT5.from_preset(

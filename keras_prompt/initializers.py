@@ -311,5 +311,42 @@ def get(identifier) -> keras.initializers.Initializer:
     )
 
 
+#: The paper's three initialisations, as `by_name` (and `keras-prompt train
+#: --init`) accept them.
+PAPER_INITIALIZERS: tuple[str, ...] = (
+    "class_labels",
+    "sampled_vocab",
+    "random_uniform",
+)
+
+
+def by_name(
+    name: str,
+    labels: Sequence[str],
+    seed: int | None = None,
+    *,
+    argument: str = "prompt initializer",
+) -> PromptInitializer:
+    """One of the paper's initialisations by name, or `FromFile` for a `.npy` path.
+
+    `class_labels` embeds `labels` (the task's verbalizers) with the rest
+    sampled from the vocabulary; every random part draws with `seed`.
+    `argument` names the option in the error for an unknown name (the CLI
+    passes `--init`).
+    """
+    if name.endswith(".npy"):
+        return FromFile(name)
+    if name == "class_labels":
+        return ClassLabels(labels=list(labels), fallback=SampledVocab(seed=seed))
+    if name == "sampled_vocab":
+        return SampledVocab(seed=seed)
+    if name == "random_uniform":
+        return RandomUniform(seed=seed)
+    raise ValueError(
+        f"Unknown {argument} {name!r}; use one of "
+        f"{list(PAPER_INITIALIZERS)} or a .npy path."
+    )
+
+
 def serialize(initializer) -> dict[str, Any]:
     return keras.saving.serialize_keras_object(initializer)

@@ -119,3 +119,26 @@ def test_get_resolves_names_and_rejects_garbage():
         initializers.get("class_labels")
     with pytest.raises(ValueError, match="prompt initializer"):
         initializers.get(42)
+
+
+def test_by_name_builds_the_papers_three_and_refuses_others():
+    built = {
+        name: initializers.by_name(name, ["negative", "positive"], seed=3)
+        for name in initializers.PAPER_INITIALIZERS
+    }
+    assert isinstance(built["random_uniform"], initializers.RandomUniform)
+    assert isinstance(built["sampled_vocab"], initializers.SampledVocab)
+    assert isinstance(built["class_labels"], initializers.ClassLabels)
+    assert built["class_labels"].get_config()["labels"] == ["negative", "positive"]
+    assert isinstance(initializers.by_name("p.npy", []), initializers.FromFile)
+    with pytest.raises(ValueError, match="'uniform'.*class_labels"):
+        initializers.by_name("uniform", [])
+
+
+def test_cli_and_tfx_spell_the_same_init_names():
+    # Both spell the names out to avoid importing keras to parse options.
+    from keras_prompt import cli
+    from keras_prompt.tfx import trainer
+
+    assert cli.INITIALIZERS == initializers.PAPER_INITIALIZERS
+    assert trainer.INITIALIZERS == initializers.PAPER_INITIALIZERS

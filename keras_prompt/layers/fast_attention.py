@@ -79,6 +79,18 @@ def _plain_projection(layer: keras.layers.Dense) -> bool:
     )
 
 
+def _plain_projections(attention: T5MultiHeadAttention) -> bool:
+    return all(
+        _plain_projection(p)
+        for p in (
+            attention.query_projector,
+            attention.key_projector,
+            attention.value_projector,
+            attention.output_projector,
+        )
+    )
+
+
 class ShortQueryCrossAttention(T5MultiHeadAttention):
     """keras-hub's `T5MultiHeadAttention`, reassociated for short queries.
 
@@ -105,15 +117,7 @@ class ShortQueryCrossAttention(T5MultiHeadAttention):
             and not self.use_relative_attention_bias
             # One mask row per example (the decoder's encoder padding mask).
             and (mask is None or (len(mask.shape) == 3 and mask.shape[1] == 1))
-            and all(
-                _plain_projection(p)
-                for p in (
-                    self.query_projector,
-                    self.key_projector,
-                    self.value_projector,
-                    self.output_projector,
-                )
-            )
+            and _plain_projections(self)
         )
 
         def standard():
@@ -209,15 +213,7 @@ class FusedSelfAttention(T5MultiHeadAttention):
             key_value_states is None
             and cache is None
             and cache_update_index is None
-            and all(
-                _plain_projection(p)
-                for p in (
-                    self.query_projector,
-                    self.key_projector,
-                    self.value_projector,
-                    self.output_projector,
-                )
-            )
+            and _plain_projections(self)
         )
         if not eligible:
             return super().call(
@@ -271,39 +267,53 @@ def _supported() -> bool:
     return "cache_update_index" in parameters
 
 
-def use_short_query_cross_attention(backbone: keras.layers.Layer) -> int:
-    """Switches a T5 backbone's decoder cross-attention to the reassociated class.
+def _switch_attention(
+    backbone: keras.layers.Layer,
+    stacks: tuple[str, ...],
+    attribute: str,
+    new_class: type,
+) -> int:
+    """Sets the class of each keras-hub attention `attribute` in `stacks`.
 
     Only the class of the existing layer objects changes (weights, config,
-    saved files stay keras-hub's). Returns the number of layers switched (0 on
-    keras-hub releases whose attention has a different interface).
+    saved files stay keras-hub's). Returns the number switched: 0 on other
+    backends or keras-hub releases whose attention has a different interface.
     """
     if keras.config.backend() != "tensorflow" or not _supported():
         return 0
     switched = 0
-    for layer in getattr(backbone, "decoder_transformer_layers", []):
-        attention = getattr(layer, "cross_attention", None)
-        if type(attention) is T5MultiHeadAttention:
-            attention.__class__ = ShortQueryCrossAttention
-            switched += 1
+    for stack in stacks:
+        for layer in getattr(backbone, stack, []):
+            attention = getattr(layer, attribute, None)
+            if type(attention) is T5MultiHeadAttention:
+                attention.__class__ = new_class
+                switched += 1
     return switched
+
+
+def use_short_query_cross_attention(backbone: keras.layers.Layer) -> int:
+    """Switches a T5 backbone's decoder cross-attention to the reassociated class.
+
+    Returns the number of layers switched (see `_switch_attention`).
+    """
+    return _switch_attention(
+        backbone,
+        ("decoder_transformer_layers",),
+        "cross_attention",
+        ShortQueryCrossAttention,
+    )
 
 
 def use_fused_self_attention(backbone: keras.layers.Layer) -> int:
     """Switches a T5 backbone's self-attention layers to `FusedSelfAttention`.
 
     Encoder and decoder layers alike (the decoder's cached generation path
-    stays keras-hub's). Only the class of the existing layer objects changes.
-    Returns the number of layers switched (0 on other backends or keras-hub
-    releases whose attention has a different interface).
+    stays keras-hub's). Returns the number of layers switched (see
+    `_switch_attention`).
     """
-    if keras.config.backend() != "tensorflow" or not _supported():
-        return 0
-    switched = 0
-    for name in ("encoder_transformer_layers", "decoder_transformer_layers"):
-        for layer in getattr(backbone, name, []):
-            attention = getattr(layer, "self_attention", None)
-            if type(attention) is T5MultiHeadAttention:
-                attention.__class__ = FusedSelfAttention
-                switched += 1
-    return switched
+    return _switch_attention(
+        backbone,
+        ("encoder_transformer_layers", "decoder_transformer_layers"),
+        "self_attention",
+        FusedSelfAttention,
+    )

@@ -320,20 +320,6 @@ def _resolve_columns(task, aliases, label_columns, values, files) -> dict[str, s
 # ----------------------------------------------------------------------
 # run_fn
 # ----------------------------------------------------------------------
-def _build_initializer(name: str, task, seed: int):
-    from keras_prompt import initializers
-
-    if name.endswith(".npy"):
-        return initializers.FromFile(name)
-    if name == "class_labels":
-        return initializers.ClassLabels(
-            labels=list(task.verbalizers), fallback=initializers.SampledVocab(seed=seed)
-        )
-    if name == "sampled_vocab":
-        return initializers.SampledVocab(seed=seed)
-    return initializers.RandomUniform(seed=seed)
-
-
 def _check_checkpoint(checkpoint: str) -> None:
     """A checkpoint that looks like a path must exist (clear error, early)."""
     import tensorflow as tf
@@ -407,7 +393,7 @@ def run_fn(fn_args: Any) -> dict[str, Any]:
     """
     import keras
 
-    from keras_prompt import PromptTunedT5
+    from keras_prompt import PromptTunedT5, initializers
     from keras_prompt.data import get_task
     from keras_prompt.optimizers import PromptAdafactor
     from keras_prompt.serving import PromptBank, export_saved_model
@@ -428,7 +414,9 @@ def run_fn(fn_args: Any) -> dict[str, Any]:
     model = PromptTunedT5.from_preset(
         _local_copy(options.checkpoint, Path(scratch.name)),
         prompt_length=options.prompt_length,
-        prompt_initializer=_build_initializer(options.init, task, options.seed),
+        prompt_initializer=initializers.by_name(
+            options.init, task.verbalizers, options.seed
+        ),
         encoder_sequence_length=options.max_input_length,
     )
     model.preset = options.checkpoint  # the prompt file names the source, not a copy
