@@ -7,30 +7,57 @@ import tensorflow as tf
 from conftest import make_tiny_backbone
 
 from keras_prompt import PromptTunedT5
-from keras_prompt.layers.fast_dropout import FastDropout, fast_dropout, use_fast_dropout
+from keras_prompt.layers.fast_dropout import (
+    FastDropout,
+    fast_dropout,
+    keep_mask,
+    use_fast_dropout,
+)
+
+
+def _kept_value_and_dropped_fraction(y):
+    kept = np.unique(y[y != 0])
+    assert kept.size == 1, kept  # one scale per call
+    return kept[0], (y == 0).mean()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_drops_at_the_rate_and_rescales(dtype):
-    x = tf.ones((64, 8, 31, 33), dtype)  # odd sizes: the uint16 split pads
+def test_drops_at_one_of_the_two_thresholds_and_rescales_to_match(dtype):
+    x = tf.ones((64, 8, 31, 33), dtype)  # odd size: the byte split pads
     y = fast_dropout(x, 0.1, tf.constant([3, 4])).numpy().astype("float32")
     assert y.dtype == np.float32 and y.shape == x.shape
-    values = np.unique(y)
-    np.testing.assert_allclose(values, [0.0, 1 / 0.9], rtol=1e-2)
-    # 523,776 draws: the std of the dropped fraction is 0.0004.
-    assert abs((y == 0).mean() - 0.1) < 0.003
-    assert abs(y.mean() - 1.0) < 0.005
+    scale, dropped = _kept_value_and_dropped_fraction(y)
+    # 0.1 = 25.6 / 256: this call drops k/256 with k = 25 or 26 and keeps
+    # 256 / (256 - k); 523,776 draws, so the std of `dropped` is 0.0004.
+    k = 25 if abs(scale - 256 / 231) < abs(scale - 256 / 230) else 26
+    np.testing.assert_allclose(scale, 256 / (256 - k), rtol=4e-3)  # bf16 rounding
+    assert abs(dropped - k / 256) < 0.002
+    assert abs(y.mean() - 1.0) < 0.005  # unbiased whichever k was drawn
 
 
-def test_deterministic_per_seed_and_independent_across_seeds():
-    x = tf.ones((4, 1000))
-    first = fast_dropout(x, 0.5, tf.constant([1, 2])).numpy()
-    np.testing.assert_array_equal(first, fast_dropout(x, 0.5, [1, 2]).numpy())
-    other = fast_dropout(x, 0.5, tf.constant([1, 3])).numpy()
-    assert 0.4 < ((first == 0) != (other == 0)).mean() < 0.6
-    # The two 16-bit halves of one Philox word are not correlated.
-    halves = (first.reshape(-1, 2) == 0).astype("float32")
-    assert abs(np.corrcoef(halves[:, 0], halves[:, 1])[0, 1]) < 0.05
+def test_marginal_rate_is_exact_across_calls():
+    """k = 26 is drawn with probability 0.6, so the average rate is 0.1."""
+    x = tf.ones((64, 256))
+    draws = [
+        _kept_value_and_dropped_fraction(fast_dropout(x, 0.1, [7, seed]).numpy())
+        for seed in range(400)
+    ]
+    high = np.mean([abs(scale - 256 / 230) < 1e-6 for scale, _ in draws])
+    assert all(
+        abs(scale - 256 / 230) < 1e-6 or abs(scale - 256 / 231) < 1e-6
+        for scale, _ in draws
+    )
+    assert abs(high - 0.6) < 0.1  # std 0.025 over 400 calls
+    # 6.5 million draws in all: the std of the mean rate is 0.00012.
+    assert abs(np.mean([dropped for _, dropped in draws]) - 0.1) < 0.0006
+
+
+def test_rates_on_the_byte_grid_use_one_threshold():
+    x = tf.ones((128, 256))
+    for seed in range(5):
+        y = fast_dropout(x, 0.25, [1, seed]).numpy()
+        scale, dropped = _kept_value_and_dropped_fraction(y)
+        assert scale == pytest.approx(4 / 3) and abs(dropped - 0.25) < 0.01
 
 
 def test_gradient_is_the_mask():
@@ -46,6 +73,11 @@ def test_edge_rates():
     x = tf.ones((3, 4))
     np.testing.assert_array_equal(fast_dropout(x, 0.0, [0, 0]).numpy(), x.numpy())
     np.testing.assert_array_equal(fast_dropout(x, 1.0, [0, 0]).numpy(), 0.0)
+    # Above 255/256 the byte grid has no threshold: Keras' own dropout.
+    y = fast_dropout(tf.ones((1000,)), 0.999, [0, 1]).numpy()
+    assert (y == 0).mean() > 0.99
+    with pytest.raises(ValueError, match="rate"):
+        keep_mask([4], 0.9999, [0, 0], tf.float32)
 
 
 def test_layer_is_identity_at_inference_and_draws_new_masks_per_call():

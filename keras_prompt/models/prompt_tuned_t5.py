@@ -22,6 +22,7 @@ from keras_prompt.layers.fast_attention import (
     use_short_query_cross_attention,
 )
 from keras_prompt.layers.fast_dropout import use_fast_dropout
+from keras_prompt.layers.fast_layer_norm import use_fast_layer_norm
 from keras_prompt.layers.soft_prompt import SoftPrompt
 from keras_prompt.models._keras_hub_compat import (
     T5Seq2SeqLM,
@@ -156,6 +157,9 @@ class PromptTunedT5(T5Seq2SeqLM):
         # Self-attention with one QKV matmul and head-major attention
         # products (same file); same weights and results.
         use_fused_self_attention(backbone)
+        # RMS norms with a one-branch closed-form gradient (keras_prompt/
+        # layers/fast_layer_norm.py); same forward ops, same results.
+        use_fast_layer_norm(backbone)
         initializer = prompt_initializers.get(prompt_initializer)
         self._prompt_initializer_config = prompt_initializers.serialize(initializer)
         tokenizer = getattr(preprocessor, "tokenizer", None)

@@ -1,0 +1,87 @@
+"""T5's RMS layer norm with a closed-form gradient (same forward, same results).
+
+Why: keras-hub's `T5LayerNorm` computes `w * x * r` with
+`r = rsqrt(mean(x^2) + eps)`, and TensorFlow's autodiff of it splits the
+input's gradient into two branches (through `x` directly and through the
+mean), each several full passes over the activations plus a tile of the mean's
+gradient, then sums them with the residual stream's gradient. Every encoder
+layer has two of these norms, and prompt tuning backpropagates through all of
+them to reach the prompt. The closed form
+
+    n = x * r,   s = g * w,   dx = r * (s - n * mean(s * n, axis=-1))
+
+gives the same gradient in one branch. The forward pass is keras-hub's ops in
+keras-hub's order and dtype, so outputs are bit-identical; the weight's
+gradient (`sum(g * n)` over all but the last axis) is returned for model
+tuning and pruned from the graph when the weight is frozen.
+
+Measured on the prompt-tuning step of issue 6 (t5-small, batch 32, 148
+encoder positions, bf16 weights, 2 CPU cores, alternating runs): 0.795 ->
+0.780 s/step.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras_hub.src.models.t5.t5_layer_norm import T5LayerNorm
+
+
+def rms_norm(inputs, weight, epsilon: float) -> tf.Tensor:
+    """`weight * inputs * rsqrt(mean(inputs**2, -1) + epsilon)`, one-branch gradient.
+
+    `weight` has the size of `inputs`' last axis and the dtype of `inputs`.
+    """
+
+    @tf.custom_gradient
+    def normalize(inputs, weight):
+        variance = tf.reduce_mean(tf.square(inputs), axis=-1, keepdims=True)
+        inverse_rms = tf.math.rsqrt(variance + epsilon)
+        normalized = inputs * inverse_rms
+
+        def gradient(upstream):
+            scaled = upstream * weight
+            projection = tf.reduce_mean(scaled * normalized, axis=-1, keepdims=True)
+            inputs_gradient = (scaled - normalized * projection) * inverse_rms
+            width = tf.shape(normalized)[-1]
+            weight_gradient = tf.reduce_sum(
+                tf.reshape(upstream * normalized, (-1, width)), axis=0
+            )
+            return inputs_gradient, weight_gradient
+
+        return weight * normalized, gradient
+
+    return normalize(inputs, weight)
+
+
+class FastT5LayerNorm(T5LayerNorm):
+    """keras-hub's `T5LayerNorm` computed by `rms_norm` (weights, config kept)."""
+
+    def call(self, hidden_states):
+        hidden_states = tf.convert_to_tensor(hidden_states)
+        weight = tf.cast(self.weight, hidden_states.dtype)
+        return rms_norm(hidden_states, weight, self.epsilon)
+
+
+# Keras' weight files key layers held in lists (a functional backbone's
+# `layers`, where keras-hub's final encoder/decoder norms live) by their class
+# name. Keeping keras-hub's name keeps those keys, so weights saved with and
+# without the switch load into each other.
+FastT5LayerNorm.__name__ = T5LayerNorm.__name__
+
+
+def use_fast_layer_norm(layer: keras.layers.Layer) -> int:
+    """Switches every keras-hub `T5LayerNorm` inside `layer` to `FastT5LayerNorm`.
+
+    Only the class of the existing objects changes, so weights, configs and
+    saved models stay keras-hub's. Does nothing unless the Keras backend is
+    TensorFlow. Returns the number switched.
+    """
+    if keras.config.backend() != "tensorflow":
+        return 0
+    switched = 0
+    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+        if type(sublayer) is T5LayerNorm:
+            sublayer.__class__ = FastT5LayerNorm
+            switched += 1
+    return switched

@@ -1,0 +1,97 @@
+"""The closed-form-gradient RMS norm that PromptTunedT5 puts into its backbone."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import make_tiny_backbone
+from keras_hub.src.models.t5.t5_layer_norm import T5LayerNorm
+
+from keras_prompt import PromptTunedT5
+from keras_prompt.layers.fast_layer_norm import FastT5LayerNorm, use_fast_layer_norm
+
+
+def _norm(dtype):
+    layer = FastT5LayerNorm(epsilon=1e-6, dtype=dtype)
+    layer.build((None, 24))
+    layer.weight.assign(np.random.default_rng(0).normal(1.0, 0.5, 24))
+    return layer
+
+
+def _value_and_gradients(layer, call, inputs):
+    inputs = tf.Variable(inputs)
+    with tf.GradientTape() as tape:
+        outputs = call(inputs)
+        # A non-uniform upstream gradient (a plain sum would hide errors in
+        # the mean's branch).
+        loss = tf.reduce_sum(
+            tf.cast(outputs, tf.float32) * tf.sin(tf.range(24, dtype=tf.float32))
+        )
+    gradients = tape.gradient(loss, [inputs, layer.weight])
+    return [np.asarray(tf.cast(t, tf.float32)) for t in [outputs, *gradients]]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_matches_keras_hub_values_and_gradients(dtype):
+    layer = _norm(dtype)
+    inputs = np.random.default_rng(1).normal(0, 3, (2, 7, 24)).astype(dtype)
+    ours = _value_and_gradients(layer, layer, inputs)
+    theirs = _value_and_gradients(layer, lambda x: T5LayerNorm.call(layer, x), inputs)
+    # Same forward ops in the same order and dtype: identical outputs.
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    tolerance = 1e-5 if dtype == "float32" else 3e-2
+    for mine, reference in zip(ours[1:], theirs[1:]):
+        scale = np.abs(reference).max()
+        np.testing.assert_allclose(mine / scale, reference / scale, atol=tolerance)
+
+
+def test_prompt_gradient_through_the_whole_model_matches():
+    model = PromptTunedT5(make_tiny_backbone(), prompt_length=3)
+    norms = [
+        layer
+        for layer in model.backbone._flatten_layers(recursive=True)
+        if isinstance(layer, T5LayerNorm)
+    ]
+    assert norms and all(type(layer) is FastT5LayerNorm for layer in norms)
+    rng = np.random.default_rng(0)
+    model.set_prompt(rng.uniform(-0.5, 0.5, (3, 16)))
+    x = {
+        "encoder_token_ids": rng.integers(3, 32000, (2, 9)).astype("int32"),
+        "encoder_padding_mask": np.array([[1] * 9, [1] * 5 + [0] * 4], "int32"),
+        "decoder_token_ids": rng.integers(3, 32000, (2, 3)).astype("int32"),
+        "decoder_padding_mask": np.ones((2, 3), "int32"),
+    }
+
+    def prompt_gradient():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(x) * 0.01)
+        return tape.gradient(loss, model.trainable_variables)[0].numpy()
+
+    ours = prompt_gradient()
+    for layer in norms:
+        layer.__class__ = T5LayerNorm
+    reference = prompt_gradient()
+    assert np.abs(reference).max() > 0
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-7)
+    assert use_fast_layer_norm(model.backbone) == len(norms)
+    # Rebuilding from the backbone's config gives keras-hub's layers again.
+    rebuilt = type(model.backbone).from_config(model.backbone.get_config())
+    assert not any(
+        type(layer) is FastT5LayerNorm
+        for layer in rebuilt._flatten_layers(recursive=True)
+    )
+
+
+def test_weight_files_load_across_the_switch(tmp_path):
+    """Saved with the fast norms (model tuning) loads into keras-hub's and back."""
+    switched = make_tiny_backbone()
+    assert use_fast_layer_norm(switched) > 0
+    for variable in switched.weights:
+        variable.assign(np.full(variable.shape, 0.5, variable.dtype))
+    switched.save_weights(tmp_path / "switched.weights.h5")
+    plain = make_tiny_backbone()
+    plain.load_weights(tmp_path / "switched.weights.h5")
+    for mine, theirs in zip(plain.weights, switched.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    plain.save_weights(tmp_path / "plain.weights.h5")
+    use_fast_layer_norm(switched)
+    switched.load_weights(tmp_path / "plain.weights.h5")
