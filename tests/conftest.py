@@ -1,6 +1,10 @@
-"""Shared fixtures: real assets from ../shared/assets and tiny T5 backbones."""
+"""Shared fixtures: real assets from ../shared/assets, tiny T5 backbones and
+models, and the `keras-prompt` command line in subprocesses."""
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +93,66 @@ def make_tiny_backbone(hidden_dim=16, num_layers=2, seed=0, **overrides):
 @pytest.fixture
 def tiny_backbone():
     return make_tiny_backbone()
+
+
+def make_tiny_model_and_batch(policy="float32", decoder_padding_mask=None):
+    """A tiny PromptTunedT5 under `policy` with a fixed 3-vector prompt, and a
+    2-example batch (the second example's encoder input padded)."""
+    import keras
+    import numpy as np
+
+    from keras_prompt import PromptTunedT5
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = PromptTunedT5(make_tiny_backbone(), prompt_length=3)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    rng = np.random.default_rng(0)
+    model.set_prompt(rng.uniform(-0.5, 0.5, (3, 16)))
+    if decoder_padding_mask is None:
+        decoder_padding_mask = np.ones((2, 3), "int32")
+    x = {
+        "encoder_token_ids": rng.integers(3, 32000, (2, 9)).astype("int32"),
+        "encoder_padding_mask": np.array([[1] * 9, [1] * 5 + [0] * 4], "int32"),
+        "decoder_token_ids": rng.integers(3, 32000, (2, 3)).astype("int32"),
+        "decoder_padding_mask": decoder_padding_mask,
+    }
+    return model, x
+
+
+def run_cli(*args, check=True, script=None):
+    """Runs `keras-prompt *args` (or `python script *args`) from the repo root."""
+    command = [sys.executable, script] if script else [
+        sys.executable, "-m", "keras_prompt.cli"
+    ]
+    result = subprocess.run(
+        [*command, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+    )
+    if check and result.returncode != 0:
+        name = script or "keras-prompt"
+        raise AssertionError(f"{name} {args[0]} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def json_tail(stdout):
+    """The JSON object a command prints last (after any log lines)."""
+    return json.loads(stdout[stdout.index("{") :])
+
+
+@pytest.fixture(scope="module")
+def tiny_preset(tmp_path_factory, spiece_path):
+    """A `make-preset` t5_1_1_tiny preset on the real vocabulary."""
+    out = tmp_path_factory.mktemp("preset") / "tiny"
+    result = run_cli(
+        "make-preset", "--geometry", "t5_1_1_tiny", "--vocab", spiece_path, "--out", out
+    )
+    info = json_tail(result.stdout)
+    assert info["pretrained"] is False and info["parameters"] > 1_000_000
+    assert (out / "config.json").is_file() and (out / "MODEL_CARD.md").is_file()
+    return out

@@ -1,53 +1,24 @@
 """The `keras-prompt` command line, end to end in real subprocesses."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import json_tail, run_cli
 
 from keras_prompt import cli
-
-
-def _run(*args, check=True):
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_prompt.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"keras-prompt {args[0]} failed:\n{result.stderr[-3000:]}")
-    return result
-
-
-def _json_tail(stdout):
-    return json.loads(stdout[stdout.index("{") :])
-
-
-@pytest.fixture(scope="module")
-def tiny_preset(tmp_path_factory, spiece_path):
-    out = tmp_path_factory.mktemp("preset") / "tiny"
-    result = _run(
-        "make-preset", "--geometry", "t5_1_1_tiny", "--vocab", spiece_path, "--out", out
-    )
-    info = _json_tail(result.stdout)
-    assert info["pretrained"] is False and info["parameters"] > 1_000_000
-    assert (out / "config.json").is_file() and (out / "MODEL_CARD.md").is_file()
-    return out
 
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_preset, assets_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    result = _run(
+    result = run_cli(
         "train", "--task", "sst2", "--model", tiny_preset, "--data-dir", assets_dir,
         "--steps", 4, "--batch-size", 8, "--prompt-length", 4, "--init",
         "class_labels", "--eval-limit", 24, "--max-input-length", 64,
         "--out", out, "--verbose", 2,
     )
-    return out, _json_tail(result.stdout)
+    return out, json_tail(result.stdout)
 
 
 def test_train_writes_prompt_and_metrics(trained_run):
@@ -64,8 +35,8 @@ def test_train_writes_prompt_and_metrics(trained_run):
 
 def test_eval_reproduces_train_accuracy(trained_run, tiny_preset, assets_dir):
     out, summary = trained_run
-    evaluated = _json_tail(
-        _run(
+    evaluated = json_tail(
+        run_cli(
             "eval", "--task", "sst2", "--model", tiny_preset, "--data-dir",
             assets_dir, "--prompt", out / "sst2.npy", "--limit", 24,
             "--max-input-length", 64,
@@ -77,8 +48,8 @@ def test_eval_reproduces_train_accuracy(trained_run, tiny_preset, assets_dir):
 
 def test_inspect_with_model(trained_run, tiny_preset):
     out, _ = trained_run
-    report = _json_tail(
-        _run("inspect", out / "sst2.npy", "--model", tiny_preset, "--json").stdout
+    report = json_tail(
+        run_cli("inspect", out / "sst2.npy", "--model", tiny_preset, "--json").stdout
     )
     assert report["shape"] == [4, 16]
     assert len(report["nearest"]) == 4 and len(report["nearest"][0]) == 5
@@ -87,22 +58,22 @@ def test_inspect_with_model(trained_run, tiny_preset):
 
 def test_export_then_query(trained_run, tiny_preset, tmp_path):
     out, _ = trained_run
-    info = _json_tail(
-        _run(
+    info = json_tail(
+        run_cli(
             "export", "--model", tiny_preset, "--prompt", f"sst2={out / 'sst2.npy'}",
             "--out", tmp_path / "export", "--max-input-length", 64,
         ).stdout
     )
     assert info["tasks"] == ["sst2"] and (tmp_path / "export" / "1").is_dir()
-    answer = _json_tail(
-        _run(
+    answer = json_tail(
+        run_cli(
             "query", tmp_path / "export" / "1", "--task", "sst2",
             "--text", "a fine film", "--text", "boring",
         ).stdout
     )
     assert answer["label_text"][0] in ("negative", "positive")
     assert len(answer["label"]) == 2
-    bad = _run(
+    bad = run_cli(
         "query", tmp_path / "export" / "1", "--signature", "nope", "--text", "x",
         check=False,
     )

@@ -2,47 +2,20 @@
 inspect's verbalizer hit-rate, and the ablation/ensemble example scripts."""
 
 import csv
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import json_tail, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _run(*args, check=True, script=None):
-    command = [sys.executable, script] if script else [
-        sys.executable, "-m", "keras_prompt.cli"
-    ]
-    result = subprocess.run(
-        [*command, *map(str, args)], capture_output=True, text=True, timeout=600,
-        cwd=REPO,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args[0]} failed:\n{result.stderr[-3000:]}")
-    return result
-
-
-def _json_tail(stdout):
-    return json.loads(stdout[stdout.index("{") :])
-
-
-@pytest.fixture(scope="module")
-def tiny_preset(tmp_path_factory, spiece_path):
-    out = tmp_path_factory.mktemp("preset") / "tiny"
-    _run("make-preset", "--geometry", "t5_1_1_tiny", "--vocab", spiece_path,
-         "--out", out)
-    return out
 
 
 def test_train_tune_model_writes_a_preset_and_eval_reads_it(
     tiny_preset, assets_dir, tmp_path
 ):
     out = tmp_path / "run"
-    summary = _json_tail(_run(
+    summary = json_tail(run_cli(
         "train", "--task", "mrpc", "--model", tiny_preset, "--data-dir", assets_dir,
         "--tune", "model", "--steps", 2, "--batch-size", 4, "--eval-limit", 12,
         "--max-input-length", 48, "--out", out, "--verbose", 0,
@@ -53,7 +26,7 @@ def test_train_tune_model_writes_a_preset_and_eval_reads_it(
     assert summary["trainable_parameters"] > 1_000_000
     assert (out / "preset" / "model.weights.h5").is_file()
     assert not (out / "mrpc.npy").exists()
-    evaluated = _json_tail(_run(
+    evaluated = json_tail(run_cli(
         "eval", "--task", "mrpc", "--model", out / "preset", "--data-dir",
         assets_dir, "--limit", 12, "--max-input-length", 48,
     ).stdout)
@@ -63,7 +36,7 @@ def test_train_tune_model_writes_a_preset_and_eval_reads_it(
 
 
 def test_tune_model_refuses_prompt_only_backups(tiny_preset, assets_dir, tmp_path):
-    result = _run(
+    result = run_cli(
         "train", "--task", "sst2", "--model", tiny_preset, "--data-dir", assets_dir,
         "--tune", "model", "--steps", 2, "--backup-dir", tmp_path / "b",
         "--out", tmp_path / "run", check=False,
@@ -77,13 +50,13 @@ def test_eval_format_as_scores_the_source_verbalizers(
 ):
     prompt = np.random.default_rng(0).normal(size=(3, 16)).astype("float32")
     np.save(tmp_path / "p.npy", prompt)
-    result = _json_tail(_run(
+    result = json_tail(run_cli(
         "eval", "--task", "mrpc", "--format-as", "qqp", "--model", tiny_preset,
         "--prompt", tmp_path / "p.npy", "--data-dir", assets_dir, "--limit", 8,
         "--max-input-length", 48,
     ).stdout)
     assert result["format_as"] == "qqp" and result["num_examples"] == 8
-    bad = _run(
+    bad = run_cli(
         "eval", "--task", "mrpc", "--format-as", "cb", "--model", tiny_preset,
         "--prompt", tmp_path / "p.npy", "--data-dir", assets_dir, check=False,
     )
@@ -99,22 +72,22 @@ def test_inspect_reports_verbalizer_hit_rate(tiny_preset, tmp_path):
     positive = int(np.asarray(tokenizer.tokenize("positive")).reshape(-1)[0])
     prompt = np.stack([table[positive] * 2.0, -table[positive]]).astype("float32")
     np.save(tmp_path / "p.npy", prompt)
-    report = _json_tail(_run(
+    report = json_tail(run_cli(
         "inspect", tmp_path / "p.npy", "--model", tiny_preset, "--task", "sst2",
         "--json",
     ).stdout)
     assert report["verbalizers"] == ["negative", "positive"]
     assert report["verbalizer_hit_rate"] == pytest.approx(0.5)
-    text = _run("inspect", tmp_path / "p.npy", "--model", tiny_preset,
+    text = run_cli("inspect", tmp_path / "p.npy", "--model", tiny_preset,
                 "--verbalizers", "positive").stdout
     assert "verbalizer hit-rate: 0.500" in text
-    missing = _run("inspect", tmp_path / "p.npy", "--task", "sst2", check=False)
+    missing = run_cli("inspect", tmp_path / "p.npy", "--task", "sst2", check=False)
     assert missing.returncode == 2 and "--verbalizers/--task" in missing.stderr
 
 
 def test_ablation_and_ensemble_scripts_run_small(tiny_preset, assets_dir, tmp_path):
     out = tmp_path / "ablate"
-    _run(
+    run_cli(
         "--model", tiny_preset, "--data-dir", assets_dir, "--out", out,
         "--lengths", 1, 2, "--inits", "random_uniform", "class_labels",
         "--seeds", 0, "--steps", 1, "--batch-size", 4, "--eval-limit", 10,
@@ -126,14 +99,14 @@ def test_ablation_and_ensemble_scripts_run_small(tiny_preset, assets_dir, tmp_pa
     }
     assert (out / "ablations.png").stat().st_size > 1000
     prompts = sorted((out / "prompts").glob("p2_*.npy"))
-    report = _json_tail(_run(
+    report = json_tail(run_cli(
         "--task", "sst2", "--model", tiny_preset, "--data-dir", assets_dir,
         "--prompts", *prompts, prompts[0], "--limit", 6, "--max-input-length", 32,
         script="examples/ensemble.py",
     ).stdout)
     assert len(report["per_prompt"]) == 3 and report["num_examples"] == 6
     assert 0.0 <= report["ensemble"]["accuracy"] <= 1.0
-    _run(
+    run_cli(
         "--model", tiny_preset, "--task", "sst2", "--with-init", "--out",
         tmp_path / "hits.csv", *sorted((out / "prompts").glob("*.npy")),
         script="examples/hit_rates.py",

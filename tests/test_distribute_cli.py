@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import make_tiny_backbone, make_tokenizer
+from conftest import json_tail, make_tiny_backbone, make_tokenizer
 
 from keras_prompt.callbacks import BACKUP_FILENAME, read_prompt_state
 from keras_prompt.prompts import load_prompt_file
@@ -61,10 +61,6 @@ def _command(preset, data, *extra):
         "0",
         *map(str, extra),
     ]
-
-
-def _summary(stdout):
-    return json.loads(stdout[stdout.index("{") :])
 
 
 def _finish(process, what):
@@ -123,7 +119,7 @@ def test_two_workers_train_in_lockstep_and_only_the_chief_writes(
             worker.kill()
     for code, _, stderr in results:
         assert code == 0, stderr[-3000:]
-    chief, other = (_summary(stdout) for _, stdout, _ in results)
+    chief, other = (json_tail(stdout) for _, stdout, _ in results)
     assert chief["chief"] and not other["chief"]
     for summary in (chief, other):
         assert summary["num_replicas"] == 2 and summary["num_workers"] == 2
@@ -181,7 +177,7 @@ def test_killed_training_resumes_from_its_backup(tiny_preset, data_dir, tmp_path
         reference.kill()
         victim.kill()
     assert code == 0, stderr[-3000:]
-    expected = _summary(stdout)
+    expected = json_tail(stdout)
     assert victim.returncode == -signal.SIGKILL, "the run ended before the kill"
     killed_at = _backup_step(tmp_path / "victim" / "backup")
     assert 10 <= killed_at < steps and killed_at % 5 == 0
@@ -189,7 +185,7 @@ def test_killed_training_resumes_from_its_backup(tiny_preset, data_dir, tmp_path
 
     code, stdout, stderr = _finish(start("victim"), "the resumed run")
     assert code == 0, stderr[-3000:]
-    resumed = _summary(stdout)
+    resumed = json_tail(stdout)
     assert resumed["resumed_from_step"] == killed_at
     assert resumed["trained_steps"] == steps
     # Same data from the same position, same dropout RNG: the same prompt.

@@ -4,10 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_tiny_backbone
+from conftest import make_tiny_model_and_batch
 from keras_hub.src.models.t5.t5_multi_head_attention import T5MultiHeadAttention
 
-from keras_prompt import PromptTunedT5
 from keras_prompt.layers.fast_attention import (
     FusedSelfAttention,
     ShortQueryCrossAttention,
@@ -118,25 +117,6 @@ def test_break_even():
     assert not reassociation_pays(50, 8, 512, 512, 64)
 
 
-def _tiny_model_and_batch(policy, decoder_padding_mask):
-    """A tiny PromptTunedT5 under `policy` with a fixed prompt, and a batch."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        model = PromptTunedT5(make_tiny_backbone(), prompt_length=3)
-    finally:
-        keras.config.set_dtype_policy(previous)
-    rng = np.random.default_rng(0)
-    model.set_prompt(rng.uniform(-0.5, 0.5, (3, 16)))
-    x = {
-        "encoder_token_ids": rng.integers(3, 32000, (2, 9)).astype("int32"),
-        "encoder_padding_mask": np.array([[1] * 9, [1] * 5 + [0] * 4], "int32"),
-        "decoder_token_ids": rng.integers(3, 32000, (2, 3)).astype("int32"),
-        "decoder_padding_mask": decoder_padding_mask,
-    }
-    return model, x
-
-
 def _assert_logits_close(ours, reference, policy):
     if policy == "float32":
         np.testing.assert_allclose(ours, reference, atol=1e-4)
@@ -150,7 +130,7 @@ def _assert_logits_close(ours, reference, policy):
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_prompt_tuned_t5_logits_unchanged(policy):
     """Whole model: switched cross-attention vs keras-hub's, same weights."""
-    model, x = _tiny_model_and_batch(policy, np.ones((2, 3), "int32"))
+    model, x = make_tiny_model_and_batch(policy, np.ones((2, 3), "int32"))
     layers = [
         layer.cross_attention for layer in model.backbone.decoder_transformer_layers
     ]
@@ -223,7 +203,7 @@ def test_fused_self_attention_keeps_the_cached_path():
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_all_switched_layers_leave_logits_unchanged(policy):
     """Whole model: fused self- and short-query cross-attention vs keras-hub's."""
-    model, x = _tiny_model_and_batch(
+    model, x = make_tiny_model_and_batch(
         policy, np.array([[1] * 3, [1, 1, 0]], "int32")
     )
     backbone = model.backbone

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_tiny_backbone
+from conftest import make_tiny_backbone, make_tiny_model_and_batch
 from keras_hub.src.models.t5.t5_layer_norm import T5LayerNorm
 
-from keras_prompt import PromptTunedT5
 from keras_prompt.layers.fast_layer_norm import FastT5LayerNorm, use_fast_layer_norm
 
 
@@ -45,21 +44,13 @@ def test_matches_keras_hub_values_and_gradients(dtype):
 
 
 def test_prompt_gradient_through_the_whole_model_matches():
-    model = PromptTunedT5(make_tiny_backbone(), prompt_length=3)
+    model, x = make_tiny_model_and_batch()
     norms = [
         layer
         for layer in model.backbone._flatten_layers(recursive=True)
         if isinstance(layer, T5LayerNorm)
     ]
     assert norms and all(type(layer) is FastT5LayerNorm for layer in norms)
-    rng = np.random.default_rng(0)
-    model.set_prompt(rng.uniform(-0.5, 0.5, (3, 16)))
-    x = {
-        "encoder_token_ids": rng.integers(3, 32000, (2, 9)).astype("int32"),
-        "encoder_padding_mask": np.array([[1] * 9, [1] * 5 + [0] * 4], "int32"),
-        "decoder_token_ids": rng.integers(3, 32000, (2, 3)).astype("int32"),
-        "decoder_padding_mask": np.ones((2, 3), "int32"),
-    }
 
     def prompt_gradient():
         with tf.GradientTape() as tape:

@@ -46,6 +46,8 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_prompt.layers._class_switch import switch_layer_classes
+
 _LEVELS = 256  # one byte of Philox output per element
 _BYTES_PER_WORD = 4
 
@@ -137,16 +139,8 @@ class FastDropout(keras.layers.Dropout):
 def use_fast_dropout(layer: keras.layers.Layer) -> int:
     """Switches every plain `keras.layers.Dropout` inside `layer` to `FastDropout`.
 
-    Used on keras-hub backbones whose dropout layers are created internally.
-    Only the class changes (the object, its rate, seed generator and tracking
-    stay), so weights, configs and saved models are unaffected. Does nothing
-    unless the Keras backend is TensorFlow. Returns the number switched.
+    Used on keras-hub backbones whose dropout layers are created internally;
+    the objects, rates and seed generators stay (see `switch_layer_classes`).
+    Returns the number switched.
     """
-    if keras.config.backend() != "tensorflow":
-        return 0
-    switched = 0
-    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
-        if type(sublayer) is keras.layers.Dropout:
-            sublayer.__class__ = FastDropout
-            switched += 1
-    return switched
+    return switch_layer_classes(layer, keras.layers.Dropout, FastDropout)

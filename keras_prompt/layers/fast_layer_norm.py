@@ -26,6 +26,8 @@ import keras
 import tensorflow as tf
 from keras_hub.src.models.t5.t5_layer_norm import T5LayerNorm
 
+from keras_prompt.layers._class_switch import switch_layer_classes
+
 
 def rms_norm(inputs, weight, epsilon: float) -> tf.Tensor:
     """`weight * inputs * rsqrt(mean(inputs**2, -1) + epsilon)`, one-branch gradient.
@@ -73,15 +75,7 @@ FastT5LayerNorm.__name__ = T5LayerNorm.__name__
 def use_fast_layer_norm(layer: keras.layers.Layer) -> int:
     """Switches every keras-hub `T5LayerNorm` inside `layer` to `FastT5LayerNorm`.
 
-    Only the class of the existing objects changes, so weights, configs and
-    saved models stay keras-hub's. Does nothing unless the Keras backend is
-    TensorFlow. Returns the number switched.
+    Weights, configs and weight-file keys stay keras-hub's (see
+    `switch_layer_classes`). Returns the number switched.
     """
-    if keras.config.backend() != "tensorflow":
-        return 0
-    switched = 0
-    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
-        if type(sublayer) is T5LayerNorm:
-            sublayer.__class__ = FastT5LayerNorm
-            switched += 1
-    return switched
+    return switch_layer_classes(layer, T5LayerNorm, FastT5LayerNorm)
