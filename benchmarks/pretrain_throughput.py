@@ -30,14 +30,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _arguments(spec: str) -> tuple[str, dict]:
-    from keras_prompt.pretraining import geometry_arguments
+    from keras_prompt.models.geometries import geometry_config
 
     if ":" in spec:
         name, overrides = spec.split(":", 1)
-        arguments = geometry_arguments("t5_1_1_mini")
-        arguments.update(json.loads(overrides))
-        return name, arguments
-    return spec, geometry_arguments(spec)
+        return name, geometry_config("t5_1_1_mini", **json.loads(overrides))
+    return spec, geometry_config(spec)
 
 
 def measure(
@@ -49,25 +47,33 @@ def measure(
     import numpy as np
     import tensorflow as tf
 
-    from keras_prompt.pretraining import T5Pretrainer, lm_adaptation_row
+    from keras_prompt.models.geometries import initialize_embeddings
+    from keras_prompt.pretraining import T5Pretrainer, pack_examples
 
     keras.utils.set_random_seed(0)
     keras.config.set_dtype_policy(dtype)
     name, arguments = _arguments(spec)
-    backbone = keras_hub.models.T5Backbone(**arguments, dropout=0.0)
+    backbone = initialize_embeddings(
+        keras_hub.models.T5Backbone(**{**arguments, "dropout": 0.0})
+    )
     model = T5Pretrainer(backbone)
     model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+    # Full rows of random text: two examples per row split at complementary
+    # points k and L - k, so both fill each side exactly (no padding).
     length = sequence_length - 2
     rng = np.random.default_rng(0)
-    rows = []
+    examples = []
     for _ in range(batch_size):
-        a, b = rng.integers(3, 32000, size=(2, length)).astype("int32")
-        rows.append(
-            lm_adaptation_row(
-                tf.constant(a), tf.constant(b), int(rng.integers(1, length))
-            )
-        )
-    batch = tf.nest.map_structure(lambda *t: tf.stack(t), *rows)
+        split = int(rng.integers(1, length))
+        for k in (split, length - split):
+            text = rng.integers(3, 32000, size=length).astype("int32")
+            examples.append((np.append(text[:k], 1), np.append(text[k:], 1)))
+    pairs = tf.data.Dataset.from_generator(
+        lambda: iter(examples),
+        output_signature=(tf.TensorSpec([None], tf.int32),) * 2,
+    )
+    rows = pack_examples(pairs.repeat(), sequence_length, sequence_length)
+    batch = next(iter(rows.batch(batch_size)))
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)
     start = time.perf_counter()

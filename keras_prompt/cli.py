@@ -7,6 +7,7 @@ keras-prompt train --task sst2 --model PRESET --data-dir DATA --out OUT
     [--strategy default|mirrored|multiworker|tpu] [--backup-dir DIR]
 keras-prompt eval  --task sst2 --model PRESET --prompt OUT/sst2.npy --data-dir DATA
 keras-prompt inspect OUT/sst2.npy --model PRESET
+keras-prompt check-backbone PRESET --task sst2 --data-dir DATA
     keras-prompt export --model PRESET --prompt sst2=OUT/sst2.npy --out EXPORT
     keras-prompt query EXPORT/1 --signature by_task --task sst2 --text "a fine film"
 """
@@ -27,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # `--init` choices (keras_prompt.initializers.PAPER_INITIALIZERS), spelled out
 # so that building the parser does not import keras.
 INITIALIZERS = ("class_labels", "sampled_vocab", "random_uniform")
+# Training inputs `train` measures the backbone's health on before training.
+HEALTH_TEXTS = 64
 
 
 def _print_json(payload: dict) -> None:
@@ -55,9 +58,7 @@ def _load_model(
     from keras_prompt.initializers import by_name
 
     initializer = (
-        by_name(init, task.verbalizers, args.seed, argument="--init")
-        if task
-        else init
+        by_name(init, task.verbalizers, args.seed, argument="--init") if task else init
     )
     if prompt_length is None:
         prompt_length = args.prompt_length
@@ -165,6 +166,65 @@ def cmd_import_hf(args) -> int:
     return 0
 
 
+def _tokenized(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    import tensorflow as tf
+
+    ids = tokenizer(tf.constant(list(texts), tf.string))
+    if hasattr(ids, "to_list"):
+        ids = ids.to_list()
+    return [[int(i) for i in row] for row in ids]
+
+
+def _health_report(backbone, tokenizer, texts: Sequence[str] | None) -> dict:
+    from keras_prompt.health import check_backbone, health_warnings
+
+    tokens = _tokenized(tokenizer, texts) if texts else None
+    report = check_backbone(backbone, tokens)
+    report["warnings"] = health_warnings(report)
+    return report
+
+
+def _read_text_lines(path: str, argument: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{argument} {file} does not exist.")
+    lines = []
+    with open(file, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{argument} {file}, line {number}: not UTF-8 text ({e.reason} "
+                    f"at byte {e.start})."
+                ) from None
+            if line:
+                lines.append(line)
+    return lines
+
+
+def cmd_check_backbone(args) -> int:
+    _set_seed(args.seed)
+    from keras_prompt.models.prompt_tuned_t5 import load_backbone
+
+    if args.limit < 2:
+        raise ValueError(f"--limit must be >= 2; got {args.limit}.")
+    texts = None
+    if args.text_file:
+        texts = _read_text_lines(args.text_file, "--text-file")
+    elif args.task:
+        from keras_prompt.data import get_task
+
+        texts = [e.inputs for e in _load_split(get_task(args.task), "train", args)]
+    backbone, tokenizer = load_backbone(args.model)
+    report = _health_report(backbone, tokenizer, texts[: args.limit] if texts else None)
+    report["model"] = args.model
+    _print_json(report)
+    for message in report["warnings"]:
+        print(f"keras-prompt check-backbone: WARNING: {message}", file=sys.stderr)
+    return 1 if report["warnings"] else 0
+
+
 def _load_split(task, split, args, limit=None, format_as=None):
     from keras_prompt.data import load_examples
 
@@ -225,6 +285,18 @@ def cmd_train(args) -> int:
         model.compile(
             optimizer=PromptAdafactor(learning_rate=args.learning_rate),
             jit_compile=args.jit_compile,
+        )
+    health = _health_report(
+        model.backbone,
+        model.preprocessor.tokenizer,
+        [e.inputs for e in train_examples[:HEALTH_TEXTS]],
+    )
+    for message in health["warnings"]:
+        print(
+            f"keras-prompt train: WARNING: --model {args.model}: {message}; a "
+            "prompt cannot steer this backbone (`keras-prompt check-backbone`).",
+            file=sys.stderr,
+            flush=True,
         )
     out = Path(args.out)
     chief = info["chief"]
@@ -299,6 +371,7 @@ def cmd_train(args) -> int:
         "train_seconds": round(train_seconds, 1),
         "final_loss": None if losses[-1] is None else float(losses[-1]),
         "eval_split": args.eval_split,
+        "backbone_health": health,
         "eval": None,
     }
     if not chief:
@@ -613,6 +686,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import_hf)
+
+    p = sub.add_parser(
+        "check-backbone",
+        help="can a prompt steer this T5? embedding collapse, encoder use "
+        "(exit code 1 when a figure says no)",
+    )
+    p.add_argument("model", help="keras-hub preset name/dir or HF T5 checkpoint dir")
+    text = p.add_mutually_exclusive_group()
+    text.add_argument("--text-file", help="UTF-8 text, one text per line")
+    text.add_argument("--task", help="use this task's training inputs (e.g. sst2)")
+    p.add_argument("--data-dir", help="with --task: folder laid out like shared/assets")
+    p.add_argument("--tfds-data-dir", help="with --task: read the task from TFDS")
+    p.add_argument("--limit", type=int, default=256, help="texts to measure on")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_check_backbone)
 
     p = sub.add_parser("train", help="prompt-tune a frozen T5 on a task")
     _add_data_args(p)

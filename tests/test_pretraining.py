@@ -16,23 +16,29 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_prompt.models.geometries import build_backbone
 from keras_prompt.pretraining import (
     CheckpointMismatchError,
     CorpusError,
     PretrainConfig,
     T5Pretrainer,
-    geometry_arguments,
-    lm_adaptation_row,
+    pack_examples,
+    prefix_lm_examples,
     pretrain,
     read_checkpoint_state,
     span_corruption_example,
     span_corruption_lengths,
 )
 from keras_prompt.pretraining import trainer as trainer_module
-from keras_prompt.pretraining.data import sentencepiece_tokenizer, training_dataset
+from keras_prompt.pretraining.data import (
+    heldout_dataset,
+    packing_density,
+    sentencepiece_tokenizer,
+    training_dataset,
+)
 from keras_prompt.pretraining.objectives import (
     FIRST_SENTINEL_ID,
-    lm_adaptation_rows,
+    line_pieces,
     token_chunks,
 )
 
@@ -93,45 +99,70 @@ def _config(corpus, out, spiece_path, **overrides) -> PretrainConfig:
 # ---------------------------------------------------------------------------
 
 
-def test_lm_adaptation_row_splits_and_reconstructs():
-    length = 10
-    a = tf.range(100, 100 + length, dtype=tf.int32)
-    b = tf.range(200, 200 + length, dtype=tf.int32)
-    for split in (1, 4, length - 1):
-        x, y, weights = lm_adaptation_row(a, b, tf.constant(split))
-        enc = x["encoder_token_ids"].numpy()
-        enc_seg = x["encoder_segment_ids"].numpy()
-        dec = x["decoder_token_ids"].numpy()
-        dec_seg = x["decoder_segment_ids"].numpy()
-        y = y.numpy()
-        # Packed rows are exactly L + 2 long on both sides: no padding.
-        for array in (enc, enc_seg, dec, dec_seg, y, weights.numpy()):
-            assert array.shape == (length + 2,)
-        assert np.all(weights.numpy() == 1)
-        for segment, chunk, prefix_length in ((1, a, split), (2, b, length - split)):
-            prefix = enc[enc_seg == segment]
-            target = y[dec_seg == segment]
-            # Prefix + </s>, continuation + </s>; together the original span.
-            assert prefix[-1] == 1 and target[-1] == 1
-            assert len(prefix) - 1 == prefix_length
-            np.testing.assert_array_equal(
-                np.concatenate([prefix[:-1], target[:-1]]), chunk.numpy()
-            )
-            # Decoder input = <pad> start + targets shifted right.
-            inputs = dec[dec_seg == segment]
-            assert inputs[0] == 0
-            np.testing.assert_array_equal(inputs[1:], target[:-1])
+def _examples(*pairs):
+    return tf.data.Dataset.from_generator(
+        lambda: iter([(np.array(a, "int32"), np.array(b, "int32")) for a, b in pairs]),
+        output_signature=(tf.TensorSpec([None], tf.int32),) * 2,
+    )
 
 
-def test_lm_adaptation_rows_random_split_points_cover_range():
-    length = 6
-    chunks = tf.data.Dataset.from_tensor_slices(
-        np.arange(400 * length, dtype="int32").reshape(400, length) + 3
+def test_pack_examples_fills_rows_greedily_with_segments():
+    pairs = [([5, 6, 1], [7, 1]), ([8, 1], [9, 10, 11, 1]), ([12, 13, 14, 1], [15, 1])]
+    rows = list(pack_examples(_examples(*pairs, ([3, 4, 1], [5, 1])), 6, 6))
+    # Rows: the first two examples (enc 5, dec 6), then the third (the
+    # fourth overflows its encoder side; the stream then ends, and the partial
+    # row holding the fourth is dropped).
+    assert len(rows) == 2
+    x, y, weights = rows[0]
+    np.testing.assert_array_equal(x["encoder_token_ids"], [5, 6, 1, 8, 1, 0])
+    np.testing.assert_array_equal(x["encoder_segment_ids"], [1, 1, 1, 2, 2, 0])
+    np.testing.assert_array_equal(y, [7, 1, 9, 10, 11, 1])
+    # Each segment's decoder input is <pad> then its targets shifted right.
+    np.testing.assert_array_equal(x["decoder_token_ids"], [0, 7, 0, 9, 10, 11])
+    np.testing.assert_array_equal(x["decoder_segment_ids"], [1, 1, 2, 2, 2, 2])
+    np.testing.assert_array_equal(weights, [1, 1, 1, 1, 1, 1])
+    x, y, weights = rows[1]
+    np.testing.assert_array_equal(x["encoder_token_ids"], [12, 13, 14, 1, 0, 0])
+    np.testing.assert_array_equal(x["decoder_segment_ids"], [1, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(weights, [1, 1, 0, 0, 0, 0])
+
+
+def test_prefix_lm_examples_split_each_piece_and_cover_split_points():
+    pieces = tf.data.Dataset.from_tensor_slices(
+        np.arange(300 * 6, dtype="int32").reshape(300, 6) + 3
     )
     splits = set()
-    for x, _, _ in lm_adaptation_rows(chunks, length, seed=1):
-        splits.add(int(np.sum(x["encoder_segment_ids"].numpy() == 1)) - 1)
-    assert splits == set(range(1, length))
+    for piece, (inputs, targets) in zip(
+        pieces, prefix_lm_examples(pieces, seed=1), strict=True
+    ):
+        inputs, targets = inputs.numpy(), targets.numpy()
+        # Prefix + </s>, continuation + </s>; together the original piece.
+        assert inputs[-1] == 1 and targets[-1] == 1
+        np.testing.assert_array_equal(
+            np.concatenate([inputs[:-1], targets[:-1]]), piece.numpy()
+        )
+        splits.add(len(inputs) - 1)
+    assert splits == set(range(1, 6))
+
+
+def test_line_pieces_keep_each_line_apart(spiece_path):
+    import sentencepiece
+
+    proto = spiece_path.read_bytes()
+    processor = sentencepiece.SentencePieceProcessor(model_proto=proto)
+    lines = _corpus_lines(20)
+    pieces = line_pieces(
+        tf.data.Dataset.from_tensor_slices(lines),
+        sentencepiece_tokenizer(proto),
+        7,
+        lines_per_batch=8,
+    )
+    expected = []
+    for line in lines:
+        ids = processor.encode(line)
+        expected += [ids[i : i + 7] for i in range(0, len(ids), 7)]
+    expected = [p for p in expected if len(p) >= 2]
+    assert [p.numpy().tolist() for p in pieces] == expected
 
 
 def test_span_corruption_reconstructs_chunk():
@@ -186,19 +217,19 @@ def test_token_chunks_pack_concatenated_lines(spiece_path):
 
 def test_packed_row_equals_separate_examples():
     """Segment masks make a packed row compute exactly what unpacked rows do."""
-    arguments = geometry_arguments("t5_1_1_tiny")
-    backbone = keras_hub.models.T5Backbone(**arguments, dropout=0.0)
+    backbone = build_backbone("t5_1_1_tiny", dropout=0.0, seed=0)
     model = T5Pretrainer(backbone)
-    a = tf.constant(np.arange(40, 50), tf.int32)
-    b = tf.constant(np.arange(70, 80), tf.int32)
-    x, _, _ = lm_adaptation_row(a, b, tf.constant(3))
+    pairs = [(list(range(40, 44)) + [1], list(range(44, 50)) + [1])]
+    pairs.append((list(range(70, 77)) + [1], [77, 78, 1]))
+    x, _, _ = next(iter(pack_examples(_examples(*pairs, ([3, 1], [4, 1])), 14, 12)))
+    x = {k: v.numpy() for k, v in x.items()}
     packed = model({k: v[None] for k, v in x.items()}).numpy()[0]
-    seg = x["decoder_segment_ids"].numpy()
-    enc_seg = x["encoder_segment_ids"].numpy()
+    seg = x["decoder_segment_ids"]
+    enc_seg = x["encoder_segment_ids"]
     for segment in (1, 2):
         alone = {
-            "encoder_token_ids": x["encoder_token_ids"].numpy()[enc_seg == segment],
-            "decoder_token_ids": x["decoder_token_ids"].numpy()[seg == segment],
+            "encoder_token_ids": x["encoder_token_ids"][enc_seg == segment],
+            "decoder_token_ids": x["decoder_token_ids"][seg == segment],
         }
         alone["encoder_segment_ids"] = np.ones_like(alone["encoder_token_ids"])
         alone["decoder_segment_ids"] = np.ones_like(alone["decoder_token_ids"])
@@ -207,9 +238,7 @@ def test_packed_row_equals_separate_examples():
 
 
 def test_fit_lowers_loss(corpus_file, spiece_path):
-    backbone = keras_hub.models.T5Backbone(
-        **geometry_arguments("t5_1_1_tiny"), dropout=0.0
-    )
+    backbone = build_backbone("t5_1_1_tiny", dropout=0.0, seed=0)
     model = T5Pretrainer(backbone)
     model.compile(optimizer=keras.optimizers.Adam(3e-2))
     dataset = training_dataset(
@@ -264,9 +293,7 @@ def test_preset_loads_in_keras_hub_and_prompt_tuned_t5(finished_run):
     assert backbone.hidden_dim == 16 and backbone.num_layers == 2
     assert backbone.dtype_policy.name == "float32"
     # Weights are stored as float16 and equal the checkpoint's up to that.
-    trained = keras_hub.models.T5Backbone(
-        **geometry_arguments("t5_1_1_tiny"), dropout=0.0
-    )
+    trained = build_backbone("t5_1_1_tiny", dropout=0.0)
     trained.load_weights(out / "checkpoint" / "model.weights.h5")
     for saved, reference in zip(backbone.weights, trained.weights):
         np.testing.assert_allclose(
@@ -310,8 +337,20 @@ def test_interrupted_run_resumes_without_losing_steps(
     # One evaluation per interval; none lost or repeated across the restart.
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2, 4]
-    # Corpus tokens count completed steps: 4 x batch 4 x 2 chunks of 22 tokens.
-    assert result["tokens_seen"] == 4 * 4 * 2 * 22
+    # Corpus tokens count completed steps x batch 4 x the held-out rows'
+    # packing density (corpus tokens per packed row).
+    eval_ds, _ = heldout_dataset(
+        [str(corpus_file)],
+        spiece_path.read_bytes(),
+        sequence_length=24,
+        batch_size=4,
+        num_batches=2,
+        heldout_fraction=0.1,
+        min_chars=10,
+    )
+    density = packing_density(eval_ds)
+    assert 0 < density <= 2 * 23
+    assert result["tokens_seen"] == round(4 * 4 * density)
     assert "from preset" in (tmp_path / "preset" / "MODEL_CARD.md").read_text()
 
 
@@ -356,9 +395,7 @@ def test_resume_from_checkpoint_of_another_geometry(
     out, _ = finished_run
     from keras_prompt.models.geometries import T5_GEOMETRIES
 
-    trainer_module.PRETRAINING_GEOMETRIES["wider_tiny"] = dict(
-        T5_GEOMETRIES["t5_1_1_tiny"], hidden_dim=24
-    )
+    T5_GEOMETRIES["wider_tiny"] = dict(T5_GEOMETRIES["t5_1_1_tiny"], hidden_dim=24)
     try:
         config = _config(
             corpus_file,
@@ -373,7 +410,7 @@ def test_resume_from_checkpoint_of_another_geometry(
             pretrain(config)
         assert "hidden_dim: 16 vs 24" in str(e.value)
     finally:
-        del trainer_module.PRETRAINING_GEOMETRIES["wider_tiny"]
+        del T5_GEOMETRIES["wider_tiny"]
 
 
 def test_cli_reports_bad_corpus(tmp_path, spiece_path, monkeypatch, capsys):
@@ -404,7 +441,7 @@ def test_cli_reports_bad_corpus(tmp_path, spiece_path, monkeypatch, capsys):
 def test_count_parameters_matches_keras_hub():
     from keras_prompt.pretraining import count_parameters
 
-    backbone = keras_hub.models.T5Backbone(**geometry_arguments("t5_1_1_tiny"))
+    backbone = build_backbone("t5_1_1_tiny")
     assert count_parameters("t5_1_1_tiny") == backbone.count_params()
 
 

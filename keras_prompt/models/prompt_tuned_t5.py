@@ -663,16 +663,9 @@ class PromptTunedT5(T5Seq2SeqLM):
                 preprocessor's packing lengths for raw-string inputs.
         """
         preset_str = os.fspath(preset)
-        _check_local_model_dir(preset_str)
-        if _is_hf_checkpoint_dir(preset_str):
-            from keras_prompt.checkpoints import load_hf_t5
-
-            backbone, tokenizer = load_hf_t5(preset_str, dtype=dtype)
-        else:
-            backbone = keras_hub.models.T5Backbone.from_preset(
-                preset_str, load_weights=load_weights, dtype=dtype
-            )
-            tokenizer = keras_hub.models.T5Tokenizer.from_preset(preset_str)
+        backbone, tokenizer = load_backbone(
+            preset_str, load_weights=load_weights, dtype=dtype
+        )
         preprocessor = T5Seq2SeqLMPreprocessor(
             tokenizer,
             encoder_sequence_length=encoder_sequence_length,
@@ -688,6 +681,26 @@ class PromptTunedT5(T5Seq2SeqLM):
         )
         model.preset = preset_str
         return model
+
+
+def load_backbone(
+    preset: str | os.PathLike, *, load_weights: bool = True, dtype=None
+) -> tuple[keras_hub.models.T5Backbone, keras_hub.models.T5Tokenizer]:
+    """The `T5Backbone` and `T5Tokenizer` of a preset name or directory.
+
+    Takes what `PromptTunedT5.from_preset` takes: a keras-hub preset name, a
+    keras-hub preset directory or a Hugging Face T5 checkpoint directory.
+    """
+    preset_str = os.fspath(preset)
+    _check_local_model_dir(preset_str)
+    if _is_hf_checkpoint_dir(preset_str):
+        from keras_prompt.checkpoints import load_hf_t5
+
+        return load_hf_t5(preset_str, dtype=dtype)
+    backbone = keras_hub.models.T5Backbone.from_preset(
+        preset_str, load_weights=load_weights, dtype=dtype
+    )
+    return backbone, keras_hub.models.T5Tokenizer.from_preset(preset_str)
 
 
 def _check_local_model_dir(path: str) -> None:

@@ -13,6 +13,7 @@ one from a preset or from scratch on a plain-text corpus:
 or ``keras-prompt lm-adapt`` on the command line (see ``docs/pretraining.md``).
 """
 
+from keras_prompt.models.geometries import count_parameters
 from keras_prompt.pretraining.corpus import (
     CorpusError,
     check_corpus_text,
@@ -22,16 +23,14 @@ from keras_prompt.pretraining.corpus import (
 from keras_prompt.pretraining.data import heldout_dataset, training_dataset
 from keras_prompt.pretraining.model import T5Pretrainer
 from keras_prompt.pretraining.objectives import (
-    lm_adaptation_row,
+    pack_examples,
+    prefix_lm_examples,
     span_corruption_example,
     span_corruption_lengths,
 )
 from keras_prompt.pretraining.trainer import (
-    PRETRAINING_GEOMETRIES,
     CheckpointMismatchError,
     PretrainConfig,
-    count_parameters,
-    geometry_arguments,
     pretrain,
     read_checkpoint_state,
     restore_checkpoint,
@@ -40,7 +39,6 @@ from keras_prompt.pretraining.trainer import (
 )
 
 __all__ = [
-    "PRETRAINING_GEOMETRIES",
     "CheckpointMismatchError",
     "CorpusError",
     "PretrainConfig",
@@ -48,9 +46,9 @@ __all__ = [
     "check_corpus_text",
     "count_parameters",
     "find_corpus_files",
-    "geometry_arguments",
     "heldout_dataset",
-    "lm_adaptation_row",
+    "pack_examples",
+    "prefix_lm_examples",
     "load_vocabulary",
     "pretrain",
     "read_checkpoint_state",

@@ -25,11 +25,12 @@ def sentencepiece_tokenizer(proto: bytes):
 
 
 def chunk_length(objective: str, sequence_length: int) -> int:
-    """Corpus tokens per chunk so rows are ``sequence_length`` long (encoder)."""
+    """Longest text piece one example takes (LM adaptation: the encoder
+    prefix and decoder continuation of a piece each fit ``sequence_length``)."""
     if objective == "lm_adaptation":
         if sequence_length < 4:
             raise ValueError(f"sequence_length must be >= 4; got {sequence_length}.")
-        return sequence_length - 2
+        return sequence_length
     if objective == "span_corruption":
         return objectives.span_corruption_lengths(sequence_length).tokens_length
     raise ValueError(
@@ -38,15 +39,38 @@ def chunk_length(objective: str, sequence_length: int) -> int:
 
 
 def corpus_tokens_per_row(objective: str, sequence_length: int) -> int:
-    """Corpus tokens one packed row consumes (for tokens/s and tokens seen)."""
-    length = chunk_length(objective, sequence_length)
-    return 2 * length if objective == "lm_adaptation" else length
+    """Corpus tokens a span-corruption row consumes; an upper bound for LM
+    adaptation rows, whose packing density varies (see `packing_density`)."""
+    if objective == "lm_adaptation":
+        return 2 * (sequence_length - 1)
+    return chunk_length(objective, sequence_length)
 
 
-def _rows(chunks: tf.data.Dataset, objective: str, sequence_length: int, seed: int):
+def packing_density(dataset: tf.data.Dataset) -> float:
+    """Corpus tokens per row of packed ``(x, y, w)`` batches, ``</s>`` excluded."""
+    tokens = rows = 0
+    for x, _, weights in dataset:
+        segments = x["encoder_segment_ids"].numpy()
+        examples = sum(len(set(row[row > 0])) for row in segments)
+        tokens += int((segments > 0).sum() + weights.numpy().sum()) - 2 * examples
+        rows += len(segments)
+    return tokens / max(rows, 1)
+
+
+def _rows(
+    lines: tf.data.Dataset,
+    proto: bytes,
+    objective: str,
+    sequence_length: int,
+    seed: int,
+):
+    tokenizer = sentencepiece_tokenizer(proto)
     length = chunk_length(objective, sequence_length)
     if objective == "lm_adaptation":
-        return objectives.lm_adaptation_rows(chunks, length, seed)
+        pieces = objectives.line_pieces(lines, tokenizer, length)
+        examples = objectives.prefix_lm_examples(pieces, seed)
+        return objectives.pack_examples(examples, sequence_length, sequence_length)
+    chunks = objectives.token_chunks(lines, tokenizer, length)
     lengths = objectives.span_corruption_lengths(sequence_length)
     return objectives.span_corruption_rows(chunks, lengths, seed)
 
@@ -72,11 +96,8 @@ def training_dataset(
         seed=seed,
         repeat=True,
     )
-    chunks = objectives.token_chunks(
-        lines, sentencepiece_tokenizer(proto), chunk_length(objective, sequence_length)
-    )
-    rows = _rows(chunks, objective, sequence_length, seed)
-    # Chunks cut from one batch of lines are neighbours in the text: shuffle
+    rows = _rows(lines, proto, objective, sequence_length, seed)
+    # Rows cut from one batch of lines are neighbours in the stream: shuffle
     # rows so a batch mixes many places of the corpus.
     rows = rows.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
     return rows.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -92,20 +113,20 @@ def heldout_dataset(
     heldout_fraction: float,
     min_chars: int,
     seed: int = 0,
+    objective: str = "lm_adaptation",
 ) -> tuple[tf.data.Dataset, int]:
-    """A fixed, cached set of held-out LM-adaptation batches.
+    """A fixed set of held-out batches of one objective, held in memory.
 
-    Always the LM-adaptation objective (the one the model is for), with fixed
-    split points, so held-out loss / perplexity are comparable across
-    evaluations, stages and resumed runs.
+    LM adaptation by default (the objective the model is for), with fixed
+    split points (and, for span corruption, fixed noise spans), so held-out
+    losses are comparable across evaluations, stages and resumed runs.
 
     Returns:
         ``(dataset, num_target_tokens)``.
 
     Raises:
-        CorpusError: the held-out text is shorter than one chunk.
+        CorpusError: the held-out text is shorter than one row.
     """
-    length = chunk_length("lm_adaptation", sequence_length)
     lines = text_lines(
         files,
         heldout=True,
@@ -115,22 +136,21 @@ def heldout_dataset(
         seed=seed,
         repeat=False,
     )
-    wanted = 2 * batch_size * num_batches
-    chunks = objectives.token_chunks(
-        lines, sentencepiece_tokenizer(proto), length, lines_per_batch=4096
-    ).take(wanted)
-    array = np.array([c.numpy() for c in chunks], dtype="int32").reshape(-1, length)
-    rows = len(array) // 2
-    if rows == 0:
-        raise CorpusError(
-            f"The held-out partition (heldout_fraction={heldout_fraction}) holds "
-            f"fewer than {2 * length} tokens, too few for one {sequence_length}-token "
-            "evaluation row; add text or raise the held-out fraction."
+    rows = list(
+        _rows(lines, proto, objective, sequence_length, seed).take(
+            batch_size * num_batches
         )
-    eval_batch = min(batch_size, rows)
-    dataset = objectives.lm_adaptation_rows(
-        tf.data.Dataset.from_tensor_slices(array), length, seed
     )
-    dataset = dataset.batch(eval_batch, drop_remainder=True)
-    num_rows = (rows // eval_batch) * eval_batch
-    return dataset, num_rows * (length + 2)
+    if not rows:
+        raise CorpusError(
+            f"The held-out partition (heldout_fraction={heldout_fraction}) is "
+            f"too small for one {sequence_length}-token {objective} evaluation "
+            "row; add text or raise the held-out fraction."
+        )
+    eval_batch = min(batch_size, len(rows))
+    rows = rows[: len(rows) // eval_batch * eval_batch]
+    x = {key: np.stack([r[0][key].numpy() for r in rows]) for key in rows[0][0]}
+    y = np.stack([r[1].numpy() for r in rows])
+    weights = np.stack([r[2].numpy() for r in rows])
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(eval_batch)
+    return dataset, int(weights.sum())

@@ -54,21 +54,9 @@ class T5Pretrainer(keras.Model):
         backbone = self.backbone
         encoder_segments = inputs["encoder_segment_ids"]
         decoder_segments = inputs["decoder_segment_ids"]
-
-        x = backbone.token_embedding(inputs["encoder_token_ids"])
-        x = backbone.encoder_embedding_dropout(x, training=training)
-        encoder_mask = _same_segment(encoder_segments, encoder_segments)
-        position_bias = None
-        for layer in backbone.encoder_transformer_layers:
-            x, position_bias = layer(
-                x,
-                attention_mask=encoder_mask,
-                position_bias=position_bias,
-                use_causal_mask=False,
-                training=training,
-            )
-        x = backbone.encoder_layer_norm(x)
-        encoded = backbone.encoder_dropout(x, training=training)
+        encoded = self.encode(
+            inputs["encoder_token_ids"], encoder_segments, training=training
+        )
 
         x = backbone.token_embedding(inputs["decoder_token_ids"])
         x = backbone.decoder_embedding_dropout(x, training=training)
@@ -92,6 +80,24 @@ class T5Pretrainer(keras.Model):
             x = x * ops.cast(backbone.hidden_dim**-0.5, x.dtype)
         logits = backbone.token_embedding(x, reverse=True)
         return ops.cast(logits, "float32")
+
+    def encode(self, token_ids, segment_ids, training=None):
+        """Encoder outputs ``(batch, length, hidden)``; attention within segments."""
+        backbone = self.backbone
+        x = backbone.token_embedding(token_ids)
+        x = backbone.encoder_embedding_dropout(x, training=training)
+        mask = _same_segment(segment_ids, segment_ids)
+        position_bias = None
+        for layer in backbone.encoder_transformer_layers:
+            x, position_bias = layer(
+                x,
+                attention_mask=mask,
+                position_bias=position_bias,
+                use_causal_mask=False,
+                training=training,
+            )
+        x = backbone.encoder_layer_norm(x)
+        return backbone.encoder_dropout(x, training=training)
 
     def compile(self, optimizer="adamw", **kwargs):
         """Token cross-entropy averaged over real target tokens."""

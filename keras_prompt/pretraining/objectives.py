@@ -8,13 +8,14 @@ masks attention across segments (:mod:`keras_prompt.pretraining.model`), so a
 packed row trains exactly as its examples would one by one, without the
 padding a batch of variable-length examples wastes.
 
-* LM adaptation (Lester et al. 2021, §2.2; T5's ``prefix_lm``): a span of
-  natural text is split at a uniformly random point; the encoder reads the
-  prefix, the decoder predicts the continuation. A row packs two chunks of
-  ``L = sequence_length - 2`` tokens split at complementary points ``k`` and
-  ``L - k``, so both the encoder and the decoder side hold exactly
-  ``sequence_length`` tokens (``L`` text tokens + two ``</s>``): no padding at
-  all, while each example's split point is still uniform on ``1..L-1``.
+* LM adaptation (Lester et al. 2021, §2.2; T5's ``prefix_lm``): a text
+  (one corpus line, cut into pieces of at most ``sequence_length`` tokens) is
+  split at a uniformly random point; the encoder reads the prefix, the
+  decoder predicts the continuation of *the same text*. Examples are packed
+  greedily into rows of ``sequence_length`` on each side. (Cutting the
+  concatenated corpus into fixed chunks instead, as T5 does for long C4
+  documents, would make most continuations of this corpus's short lines a
+  different, unrelated line.)
 * Span corruption (Raffel et al. 2020, T5's ``span_corruption``): 15% of a
   chunk's tokens, in spans of mean length 3, are replaced by sentinel ids
   (``<extra_id_0>`` = 32099, then downwards); the decoder emits each sentinel
@@ -142,68 +143,132 @@ def token_chunks(
 # ---------------------------------------------------------------------------
 
 
-def lm_adaptation_row(chunk_a: tf.Tensor, chunk_b: tf.Tensor, split: tf.Tensor):
-    """Packs two chunks split at ``split`` and ``L - split`` into one row.
+def line_pieces(
+    lines: tf.data.Dataset,
+    tokenizer,
+    max_length: int,
+    *,
+    lines_per_batch: int = 256,
+) -> tf.data.Dataset:
+    """Tokenizes lines in-graph; yields each line's ids in pieces of <= max_length.
 
-    Args:
-        chunk_a, chunk_b: ``(L,)`` int32 token ids.
-        split: scalar int32 in ``1..L-1``: ``chunk_a``'s prefix length.
+    A line (one paragraph or dictionary entry of the corpus) is a document:
+    LM-adaptation examples are cut from one piece, so a prefix and its
+    continuation always come from the same text. Pieces shorter than 2
+    tokens are dropped (no prefix/continuation split exists).
+    """
+
+    def to_pieces(batch: tf.Tensor) -> tf.RaggedTensor:
+        ids = (
+            tokenizer.tokenize(batch)
+            if hasattr(tokenizer, "tokenize")
+            else tokenizer(batch)
+        )
+        ids = tf.cast(ids, tf.int32)
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        # Each line splits into ceil(n / max_length) pieces: a piece of
+        # max_length per full block, then the remainder.
+        counts = (lengths + max_length - 1) // max_length
+        starts = tf.repeat(tf.cast(ids.row_starts(), tf.int32), counts)
+        first = tf.repeat(tf.cumsum(counts, exclusive=True), counts)
+        index = tf.range(tf.reduce_sum(counts)) - first
+        piece_starts = starts + index * max_length
+        line_ends = tf.repeat(tf.cast(ids.row_limits(), tf.int32), counts)
+        piece_lengths = tf.minimum(line_ends - piece_starts, max_length)
+        keep = piece_lengths >= 2
+        piece_starts = tf.boolean_mask(piece_starts, keep)
+        piece_lengths = tf.boolean_mask(piece_lengths, keep)
+        positions = tf.ragged.range(piece_starts, piece_starts + piece_lengths)
+        return tf.gather(ids.flat_values, positions)
+
+    pieces = lines.batch(lines_per_batch).map(
+        to_pieces, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return pieces.unbatch()
+
+
+def prefix_lm_examples(pieces: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    """``(inputs, targets)``: each piece split at a uniform point in ``1..n-1``.
+
+    The encoder reads the prefix + ``</s>``; the decoder predicts the rest +
+    ``</s>`` (T5's ``prefix_lm``, Lester et al.'s LM adaptation). Split points
+    come from a seeded stateless stream.
+    """
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    eos = tf.constant([EOS_ID], tf.int32)
+
+    def split(piece: tf.Tensor, row_seed: tf.Tensor):
+        n = tf.shape(piece)[0]
+        k = tf.random.stateless_uniform(
+            [], seed=row_seed, minval=1, maxval=n, dtype=tf.int32
+        )
+        return tf.concat([piece[:k], eos], 0), tf.concat([piece[k:], eos], 0)
+
+    return tf.data.Dataset.zip((pieces, seeds)).map(
+        split, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+
+
+def pack_examples(
+    examples: tf.data.Dataset, encoder_length: int, decoder_length: int
+) -> tf.data.Dataset:
+    """Greedily packs ``(inputs, targets)`` examples into fixed-length rows.
+
+    Examples are appended to the current row, with segment ids 1, 2, ...,
+    until the next one does not fit on the encoder or the decoder side; the
+    row is then emitted (zero-padded) and a new one started (T5's
+    ``trim_and_pack_dataset``, in order). Every example must fit in an
+    empty row. The partial row at the end of a finite stream is dropped.
 
     Returns:
-        ``(x, y, sample_weight)`` with encoder and decoder length ``L + 2``.
+        ``(x, y, sample_weight)`` rows in the layout of this module's
+        docstring.
     """
-    length = tf.shape(chunk_a)[0]
-    split_b = length - split
-    eos = tf.constant([EOS_ID], tf.int32)
+    enc_len, dec_len = encoder_length, decoder_length
+    zeros_e = tf.zeros([enc_len], tf.int32)
+    zeros_d = tf.zeros([dec_len], tf.int32)
     start = tf.constant([PAD_ID], tf.int32)
-    prefix_a, rest_a = chunk_a[:split], chunk_a[split:]
-    prefix_b, rest_b = chunk_b[:split_b], chunk_b[split_b:]
-    encoder_ids = tf.concat([prefix_a, eos, prefix_b, eos], 0)
-    encoder_segments = tf.concat(
-        [tf.fill([split + 1], 1), tf.fill([split_b + 1], 2)], 0
-    )
-    targets = tf.concat([rest_a, eos, rest_b, eos], 0)
-    decoder_ids = tf.concat([start, rest_a, start, rest_b], 0)
-    decoder_segments = tf.concat(
-        [tf.fill([length - split + 1], 1), tf.fill([length - split_b + 1], 2)], 0
-    )
-    x = {
-        "encoder_token_ids": encoder_ids,
-        "encoder_segment_ids": encoder_segments,
-        "decoder_token_ids": decoder_ids,
-        "decoder_segment_ids": decoder_segments,
-    }
-    return x, targets, tf.ones_like(targets, tf.float32)
+    initial = (zeros_e, zeros_e, zeros_d, zeros_d, zeros_d, 0, 0, 0)
 
+    def write(buffer, offset, values):
+        index = offset + tf.range(tf.shape(values)[0])
+        return tf.tensor_scatter_nd_update(buffer, index[:, None], values)
 
-def lm_adaptation_rows(
-    chunks: tf.data.Dataset, chunk_length: int, seed: int
-) -> tf.data.Dataset:
-    """Pairs consecutive chunks into packed LM-adaptation rows.
-
-    Split points come from a seeded stateless stream, so a given seed and
-    chunk stream always give the same rows (the held-out set is fixed).
-    """
-    if chunk_length < 2:
-        raise ValueError(
-            f"LM adaptation needs chunks of >= 2 tokens; got {chunk_length}."
+    def step(state, example):
+        inputs, targets = example
+        enc_ids, enc_seg, dec_ids, dec_seg, dec_tgt, used_e, used_d, count = state
+        n_in, n_tgt = tf.shape(inputs)[0], tf.shape(targets)[0]
+        full = tf.logical_or(used_e + n_in > enc_len, used_d + n_tgt > dec_len)
+        emit = tf.logical_and(full, count > 0)
+        row = (enc_ids, enc_seg, dec_ids, dec_seg, dec_tgt)
+        enc_ids, enc_seg, dec_ids, dec_seg, dec_tgt = (
+            tf.where(full, tf.zeros_like(t), t) for t in row
         )
-    pairs = chunks.batch(2, drop_remainder=True)
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-
-    def make(pair: tf.Tensor, row_seed: tf.Tensor):
-        split = tf.random.stateless_uniform(
-            [], seed=row_seed, minval=1, maxval=chunk_length, dtype=tf.int32
+        used_e, used_d, count = (
+            tf.where(full, 0, v) for v in (used_e, used_d, count)
         )
-        x, y, w = lm_adaptation_row(pair[0], pair[1], split)
-        row_length = chunk_length + 2
-        for value in (*x.values(), y, w):
-            value.set_shape([row_length])
-        return x, y, w
+        count += 1
+        enc_ids = write(enc_ids, used_e, inputs)
+        enc_seg = write(enc_seg, used_e, tf.fill([n_in], count))
+        dec_ids = write(dec_ids, used_d, tf.concat([start, targets[:-1]], 0))
+        dec_seg = write(dec_seg, used_d, tf.fill([n_tgt], count))
+        dec_tgt = write(dec_tgt, used_d, targets)
+        state = (enc_ids, enc_seg, dec_ids, dec_seg, dec_tgt)
+        state += (used_e + n_in, used_d + n_tgt, count)
+        return state, (emit, row)
 
-    return tf.data.Dataset.zip((pairs, seeds)).map(
-        make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
+    def to_row(emit, row):
+        enc_ids, enc_seg, dec_ids, dec_seg, dec_tgt = row
+        x = {
+            "encoder_token_ids": enc_ids,
+            "encoder_segment_ids": enc_seg,
+            "decoder_token_ids": dec_ids,
+            "decoder_segment_ids": dec_seg,
+        }
+        return x, dec_tgt, tf.cast(dec_seg > 0, tf.float32)
+
+    packed = examples.scan(initial, step).filter(lambda emit, row: emit)
+    return packed.map(to_row, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------------------

@@ -43,12 +43,8 @@ import keras
 import keras_hub
 import numpy as np
 
-from keras_prompt.models.geometries import (
-    GELU_TANH,
-    T5_GEOMETRIES,
-    T5_VOCABULARY_SIZE,
-    resolve_activation,
-)
+from keras_prompt import health as backbone_health
+from keras_prompt.models.geometries import geometry_config, initialize_embeddings
 from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
 from keras_prompt.pretraining import data as pretrain_data
 from keras_prompt.pretraining.corpus import (
@@ -58,24 +54,6 @@ from keras_prompt.pretraining.corpus import (
 )
 from keras_prompt.pretraining.model import T5Pretrainer
 from keras_prompt.pretraining.objectives import FIRST_SENTINEL_ID
-
-#: Geometries sized for pretraining on a CPU, in addition to
-#: :data:`keras_prompt.models.geometries.T5_GEOMETRIES`. ``t5_1_1_mini`` is
-#: the geometry of the embedded default checkpoint (see
-#: ``keras_prompt/presets/``): T5 1.1 style (gated-GELU, untied head), 17.6M
-#: parameters, 12.3M of them in the two 32,128-row embedding tables.
-PRETRAINING_GEOMETRIES: dict[str, dict[str, Any]] = {
-    "t5_1_1_mini": dict(
-        num_layers=4,
-        num_heads=3,
-        hidden_dim=192,
-        intermediate_dim=768,
-        key_value_dim=64,
-        activation=GELU_TANH,
-        use_gated_activation=True,
-        tie_embedding_weights=False,
-    ),
-}
 
 CHECKPOINT_DIR = "checkpoint"
 PRESET_DIR = "preset"
@@ -158,7 +136,7 @@ class PretrainConfig:
                 "(a keras-hub preset to continue from)."
             )
         if self.geometry is not None:
-            geometry_arguments(self.geometry)
+            geometry_config(self.geometry)
         for name in ("steps", "batch_size", "eval_every", "eval_batches"):
             value = getattr(self, name)
             minimum = 0 if name == "steps" else 1
@@ -184,33 +162,6 @@ class PretrainConfig:
                 "`preset_weights_dtype` must be float32, float16 or bfloat16; got "
                 f"{self.preset_weights_dtype!r}."
             )
-
-
-def geometry_arguments(name: str) -> dict[str, Any]:
-    """`T5Backbone` arguments of a named geometry (project-wide or pretraining)."""
-    known = {**T5_GEOMETRIES, **PRETRAINING_GEOMETRIES}
-    if name not in known:
-        raise ValueError(
-            f"Unknown T5 geometry {name!r}; known geometries: {sorted(known)}."
-        )
-    arguments = dict(vocabulary_size=T5_VOCABULARY_SIZE, **known[name])
-    arguments["activation"] = resolve_activation(arguments["activation"])
-    return arguments
-
-
-def count_parameters(name: str) -> int:
-    """Parameter count of a named geometry, without allocating its weights."""
-    g = geometry_arguments(name)
-    d, ff, layers = g["hidden_dim"], g["intermediate_dim"], g["num_layers"]
-    inner = g["num_heads"] * g["key_value_dim"]
-    attention = 4 * d * inner
-    ffn = (3 if g["use_gated_activation"] else 2) * d * ff
-    bias = 32 * g["num_heads"]  # relative attention bias, first layer of each stack
-    # Each sub-layer has an RMS-norm scale (d); each stack a final one.
-    encoder = layers * (attention + ffn + 2 * d) + d + bias
-    decoder = layers * (2 * attention + ffn + 3 * d) + d + bias
-    tables = 1 if g["tie_embedding_weights"] else 2
-    return encoder + decoder + tables * g["vocabulary_size"] * d
 
 
 # ---------------------------------------------------------------------------
@@ -454,6 +405,13 @@ class _Run:
         self.train_seconds = 0.0
         self.fit_started: float | None = None
         self.metrics_path = self.out / METRICS_FILE
+        # Held-out LM-adaptation and span-corruption batches (set by pretrain).
+        self.eval_ds = None
+        self.span_eval_ds = None
+        # Packed LM-adaptation rows vary in density; measured on held-out rows.
+        self.lm_tokens_per_row = pretrain_data.corpus_tokens_per_row(
+            "lm_adaptation", config.sequence_length
+        )
 
     # -- state ---------------------------------------------------------
     @property
@@ -464,10 +422,11 @@ class _Run:
         c = self.config
         sc_steps = min(self.step, c.span_corruption_steps)
         lm_steps = self.step - sc_steps
-        per_row = pretrain_data.corpus_tokens_per_row
-        return c.batch_size * (
-            sc_steps * per_row("span_corruption", c.sequence_length)
-            + lm_steps * per_row("lm_adaptation", c.sequence_length)
+        sc_per_row = pretrain_data.corpus_tokens_per_row(
+            "span_corruption", c.sequence_length
+        )
+        return round(
+            c.batch_size * (sc_steps * sc_per_row + lm_steps * self.lm_tokens_per_row)
         )
 
     def state(self) -> dict[str, Any]:
@@ -485,6 +444,21 @@ class _Run:
     def checkpoint(self) -> None:
         save_checkpoint(self.out / CHECKPOINT_DIR, self.model, self.state())
         self.last_save = time.monotonic()
+
+    def health(self) -> dict[str, Any]:
+        """Embedding collapse, encoder use and the span-corruption loss."""
+        record = {
+            "embedding_collapse": backbone_health.embedding_collapse(
+                self.model.backbone
+            )
+        }
+        use = backbone_health.encoder_use(self.model, self.eval_ds)
+        record["shuffled_encoder_loss"] = use["shuffled_encoder_loss"]
+        record["encoder_use"] = use["encoder_use"]
+        record["heldout_span_corruption_loss"] = float(
+            self.model.evaluate(self.span_eval_ds, verbose=0, return_dict=True)["loss"]
+        )
+        return {k: round(v, 4) for k, v in record.items()}
 
     def log_evaluation(self, logs: dict[str, Any]) -> dict[str, Any]:
         val_loss = logs.get("val_loss")
@@ -506,12 +480,16 @@ class _Run:
                 1,
             ),
         }
+        record.update(self.health())
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(
             f"[lm-adapt] step {record['step']} {record['stage']}: loss "
             f"{record['loss']}, held-out loss {record['heldout_loss']}, "
-            f"perplexity {record['heldout_perplexity']}",
+            f"perplexity {record['heldout_perplexity']}, span-corruption loss "
+            f"{record['heldout_span_corruption_loss']}, encoder use "
+            f"{record['encoder_use']}, embedding collapse "
+            f"{record['embedding_collapse']}",
             flush=True,
         )
         return record
@@ -519,9 +497,12 @@ class _Run:
 
 def _build_backbone(config: PretrainConfig) -> keras_hub.models.T5Backbone:
     if config.geometry is not None:
-        arguments = geometry_arguments(config.geometry)
-        arguments["dropout"] = 0.0 if config.dropout is None else config.dropout
-        return keras_hub.models.T5Backbone(**arguments, dtype=config.dtype)
+        arguments = geometry_config(
+            config.geometry,
+            dropout=0.0 if config.dropout is None else config.dropout,
+            dtype=config.dtype,
+        )
+        return initialize_embeddings(keras_hub.models.T5Backbone(**arguments))
     backbone = keras_hub.models.T5Backbone.from_preset(config.model, dtype=config.dtype)
     if config.dropout is not None:
         for layer in backbone._flatten_layers(include_self=False):
@@ -564,6 +545,12 @@ def _model_card(config: PretrainConfig, backbone, result: dict[str, Any]) -> str
         f"seen: {result['tokens_seen']:,}\n"
         f"- Final held-out loss / perplexity (LM adaptation): "
         f"{result.get('heldout_loss')} / {result.get('heldout_perplexity')}\n"
+        f"- Held-out span-corruption loss: "
+        f"{result.get('heldout_span_corruption_loss')}\n"
+        f"- Health (keras_prompt.health): embedding collapse "
+        f"{result.get('embedding_collapse')}, encoder use "
+        f"{result.get('encoder_use')} nats/token (held-out loss with shuffled "
+        f"encoder inputs {result.get('shuffled_encoder_loss')})\n"
         f"- Training dtype policy: {config.dtype or 'float32'}; weights stored as "
         f"{config.preset_weights_dtype}\n\n"
         f"Command:\n\n```\n{command}\n```\n"
@@ -616,10 +603,22 @@ def pretrain(config: PretrainConfig, *, verbose: int | str = 2) -> dict[str, Any
         heldout_fraction=config.heldout_fraction,
         min_chars=config.min_chars,
     )
+    span_eval_ds, _ = pretrain_data.heldout_dataset(
+        files,
+        proto,
+        sequence_length=config.sequence_length,
+        batch_size=config.batch_size,
+        num_batches=config.eval_batches,
+        heldout_fraction=config.heldout_fraction,
+        min_chars=config.min_chars,
+        objective="span_corruption",
+    )
     model = T5Pretrainer(backbone)
     model.compile(optimizer=_optimizer(config))
     run = _Run(config)
     run.model = model
+    run.eval_ds, run.span_eval_ds = eval_ds, span_eval_ds
+    run.lm_tokens_per_row = pretrain_data.packing_density(eval_ds)
     # Build the model's variables with one held-out batch.
     model(next(iter(eval_ds))[0])
     if resume is not None:
@@ -681,6 +680,7 @@ def pretrain(config: PretrainConfig, *, verbose: int | str = 2) -> dict[str, Any
         "heldout_perplexity": round(math.exp(float(final["loss"])), 3),
         "heldout_target_tokens": eval_tokens,
         "budget_reached": run.budget_reached,
+        **run.health(),
         "parameters": int(backbone.count_params()),
         "checkpoint": str(out / CHECKPOINT_DIR),
     }
