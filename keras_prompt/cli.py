@@ -67,6 +67,7 @@ def _load_model(
         prompt_length=prompt_length,
         prompt_initializer=initializer,
         tune=tune,
+        dropout=getattr(args, "dropout", None),
         encoder_sequence_length=args.max_input_length,
     )
 
@@ -360,6 +361,7 @@ def cmd_train(args) -> int:
         "init": args.init if args.prompt_length else None,
         "seed": args.seed,
         "dtype": args.dtype or "float32",
+        "dropout": float(model.backbone.get_config()["dropout"]),
         "jit_compile": bool(args.jit_compile),
         "fixed_shape": fixed_shape,
         **info,
@@ -731,6 +733,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dtype", help="e.g. mixed_bfloat16 (prompt and optimizer stay float32)"
+    )
+    p.add_argument(
+        "--dropout",
+        type=float,
+        help="the frozen backbone's dropout while training (default: the checkpoint's)",
     )
     p.add_argument(
         "--fixed-shape",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import time
 from typing import Any, Sequence
@@ -242,3 +243,71 @@ def evaluate_prompt(
     metrics["num_examples"] = len(examples)
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     return metrics
+
+
+class HeldOutEvaluation(keras.callbacks.Callback):
+    """Rank-classification metrics on held-out examples every `every` steps.
+
+    Records a learning curve (`self.records`: step, seconds of training,
+    accuracy and the task's other metrics) and, with `path`, appends each
+    record to a JSON-lines file. Evaluation time is not counted in
+    `train_seconds`.
+
+    Example:
+
+    ```python
+    curve = HeldOutEvaluation("sst2", validation, every=100)
+    train_prompt(model, "sst2", train, steps=1000, callbacks=[curve])
+    curve.records[-1]["accuracy"]
+    ```
+    """
+
+    def __init__(
+        self,
+        task: Task | str,
+        examples: Sequence[Example],
+        *,
+        every: int,
+        path: str | None = None,
+        batch_size: int = 64,
+    ):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"`every` must be >= 1; got {every}.")
+        self.task = get_task(task)
+        self.examples = list(examples)
+        self.every = every
+        self.path = path
+        self.batch_size = batch_size
+        self.records: list[dict[str, Any]] = []
+        self._train_seconds = 0.0
+        self._since: float | None = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step % self.every:
+            return
+        self._train_seconds += time.perf_counter() - self._since
+        metrics = evaluate_prompt(
+            self.model, self.task, self.examples, batch_size=self.batch_size
+        )
+        record = {
+            "step": step,
+            "train_seconds": round(self._train_seconds, 1),
+            "loss": None if not logs or "loss" not in logs else float(logs["loss"]),
+            **metrics,
+        }
+        self.records.append(record)
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        self._since = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._since is not None:
+            self._train_seconds += time.perf_counter() - self._since
+        self._since = None

@@ -644,6 +644,7 @@ class PromptTunedT5(T5Seq2SeqLM):
         tune: str = "prompt",
         load_weights: bool = True,
         dtype=None,
+        dropout: float | None = None,
         encoder_sequence_length: int = 512,
         decoder_sequence_length: int = 32,
         **kwargs,
@@ -659,12 +660,14 @@ class PromptTunedT5(T5Seq2SeqLM):
             prompt_length, prompt_initializer, tune: see the class docstring.
             load_weights: load pretrained weights (else random init).
             dtype: backbone dtype or policy, e.g. `"bfloat16"`.
+            dropout: the backbone's dropout rate while training; `None` keeps
+                the checkpoint's.
             encoder_sequence_length, decoder_sequence_length: the
                 preprocessor's packing lengths for raw-string inputs.
         """
         preset_str = os.fspath(preset)
         backbone, tokenizer = load_backbone(
-            preset_str, load_weights=load_weights, dtype=dtype
+            preset_str, load_weights=load_weights, dtype=dtype, dropout=dropout
         )
         preprocessor = T5Seq2SeqLMPreprocessor(
             tokenizer,
@@ -684,23 +687,39 @@ class PromptTunedT5(T5Seq2SeqLM):
 
 
 def load_backbone(
-    preset: str | os.PathLike, *, load_weights: bool = True, dtype=None
+    preset: str | os.PathLike,
+    *,
+    load_weights: bool = True,
+    dtype=None,
+    dropout: float | None = None,
 ) -> tuple[keras_hub.models.T5Backbone, keras_hub.models.T5Tokenizer]:
     """The `T5Backbone` and `T5Tokenizer` of a preset name or directory.
 
     Takes what `PromptTunedT5.from_preset` takes: a keras-hub preset name, a
     keras-hub preset directory or a Hugging Face T5 checkpoint directory.
+    `dropout`, when given, replaces the checkpoint's dropout rate.
     """
     preset_str = os.fspath(preset)
     _check_local_model_dir(preset_str)
+    if dropout is not None and not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
     if _is_hf_checkpoint_dir(preset_str):
         from keras_prompt.checkpoints import load_hf_t5
 
-        return load_hf_t5(preset_str, dtype=dtype)
-    backbone = keras_hub.models.T5Backbone.from_preset(
-        preset_str, load_weights=load_weights, dtype=dtype
-    )
-    return backbone, keras_hub.models.T5Tokenizer.from_preset(preset_str)
+        backbone, tokenizer = load_hf_t5(preset_str, dtype=dtype)
+    else:
+        backbone = keras_hub.models.T5Backbone.from_preset(
+            preset_str, load_weights=load_weights, dtype=dtype
+        )
+        tokenizer = keras_hub.models.T5Tokenizer.from_preset(preset_str)
+    if dropout is not None and dropout != backbone.get_config()["dropout"]:
+        # keras-hub's preset loader forwards only `dtype` to the config.
+        rebuilt = keras_hub.models.T5Backbone.from_config(
+            {**backbone.get_config(), "dropout": dropout}
+        )
+        rebuilt.set_weights(backbone.get_weights())
+        backbone = rebuilt
+    return backbone, tokenizer
 
 
 def _check_local_model_dir(path: str) -> None:
