@@ -149,6 +149,10 @@ def cmd_lm_adapt(args) -> int:
         seed=args.seed,
         preset_weights_dtype=args.preset_weights_dtype,
         resume_from=args.resume_from,
+        preset_dropout=args.preset_dropout,
+        supervised_tasks=tuple(args.supervised_tasks),
+        supervised_rate=args.supervised_rate,
+        data_dir=args.data_dir,
         command="keras-prompt " + shlex.join(sys.argv[1:]),
     )
     try:
@@ -665,6 +669,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--warmup-steps", type=int, default=200)
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument(
+        "--preset-dropout",
+        type=float,
+        default=0.0,
+        help="dropout recorded in the written preset (used by later prompt tuning)",
+    )
     p.add_argument("--dtype", help="e.g. mixed_bfloat16")
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--eval-batches", type=int, default=16)
@@ -678,6 +688,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="float16",
         choices=("float32", "float16", "bfloat16"),
     )
+    p.add_argument(
+        "--supervised-tasks",
+        nargs="+",
+        default=(),
+        help="mix these tasks' labelled train splits into LM adaptation (T5 "
+        "1.0-style multi-task pretraining; needs --data-dir)",
+    )
+    p.add_argument(
+        "--supervised-rate",
+        type=float,
+        default=0.0,
+        help="share of LM-adaptation examples taken from --supervised-tasks",
+    )
+    p.add_argument("--data-dir", help="the tasks' files (laid out like shared/assets)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", default=2, help="Keras fit verbosity (auto, 0, 1, 2)")
     p.set_defaults(func=cmd_lm_adapt)

@@ -456,3 +456,58 @@ def test_embedded_default_preset():
     assert "Exact command" in (path / "MODEL_CARD.md").read_text()
     with pytest.raises(FileNotFoundError, match="No embedded preset"):
         preset_path("nope")
+
+
+def test_supervised_examples_mix_into_lm_adaptation_rows(corpus_file, spiece_path):
+    import sentencepiece
+
+    proto = spiece_path.read_bytes()
+    processor = sentencepiece.SentencePieceProcessor(model_proto=proto)
+    inputs = [f"sst2 sentence: film {i} was fine" for i in range(20)]
+    targets = ["positive"] * 20
+    dataset = training_dataset(
+        [str(corpus_file)],
+        proto,
+        objective="lm_adaptation",
+        sequence_length=48,
+        batch_size=8,
+        seed=0,
+        heldout_fraction=0.1,
+        min_chars=10,
+        supervised=(inputs, targets),
+        supervised_rate=0.5,
+    )
+    positive = processor.encode("positive")
+    task_examples = corpus_examples = 0
+    for x, y, _ in dataset.take(4):
+        for enc, enc_seg, tgt, dec_seg in zip(
+            x["encoder_token_ids"].numpy(),
+            x["encoder_segment_ids"].numpy(),
+            y.numpy(),
+            x["decoder_segment_ids"].numpy(),
+        ):
+            for segment in set(enc_seg[enc_seg > 0]):
+                text = processor.decode(enc[enc_seg == segment].tolist())
+                if text.startswith("sst2 sentence: film"):
+                    task_examples += 1
+                    assert tgt[dec_seg == segment].tolist() == positive + [1]
+                else:
+                    corpus_examples += 1
+    # About half of the examples are the task's (64 rows' worth of examples).
+    share = task_examples / (task_examples + corpus_examples)
+    assert 0.3 < share < 0.7
+
+
+def test_supervised_settings_are_checked(corpus_file, tmp_path, spiece_path):
+    with pytest.raises(ValueError, match="Give both `supervised_tasks`"):
+        pretrain(_config(corpus_file, tmp_path, spiece_path, supervised_rate=0.1))
+    with pytest.raises(ValueError, match=r"`supervised_rate` must be in \[0, 1\)"):
+        pretrain(
+            _config(
+                corpus_file,
+                tmp_path,
+                spiece_path,
+                supervised_tasks=("sst2",),
+                supervised_rate=1.0,
+            )
+        )

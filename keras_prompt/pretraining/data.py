@@ -57,18 +57,60 @@ def packing_density(dataset: tf.data.Dataset) -> float:
     return tokens / max(rows, 1)
 
 
+def supervised_examples(
+    inputs: Sequence[str],
+    targets: Sequence[str],
+    proto: bytes,
+    *,
+    max_length: int,
+    seed: int,
+) -> tf.data.Dataset:
+    """An endless, shuffled stream of labelled ``(inputs, targets)`` id pairs.
+
+    For T5 1.0-style multi-task pretraining: text-to-text task examples
+    (``"sst2 sentence: ..."`` -> ``"positive"``), each side cut to
+    ``max_length - 1`` tokens + ``</s>``, in the layout of
+    `objectives.prefix_lm_examples`, so they pack into the same rows.
+    """
+    tokenizer = sentencepiece_tokenizer(proto)
+    eos = tf.constant([objectives.EOS_ID], tf.int32)
+    pairs = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(list(inputs), tf.string), tf.constant(list(targets), tf.string))
+    )
+
+    def encode(text, target):
+        def ids(value):
+            tokens = tf.cast(tokenizer.tokenize(value), tf.int32)
+            return tf.concat([tokens[: max_length - 1], eos], 0)
+
+        return ids(text), ids(target)
+
+    pairs = pairs.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
+    return pairs.repeat().map(
+        encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+
+
 def _rows(
     lines: tf.data.Dataset,
     proto: bytes,
     objective: str,
     sequence_length: int,
     seed: int,
+    supervised: tf.data.Dataset | None = None,
+    supervised_rate: float = 0.0,
 ):
     tokenizer = sentencepiece_tokenizer(proto)
     length = chunk_length(objective, sequence_length)
     if objective == "lm_adaptation":
         pieces = objectives.line_pieces(lines, tokenizer, length)
         examples = objectives.prefix_lm_examples(pieces, seed)
+        if supervised is not None and supervised_rate > 0:
+            examples = tf.data.Dataset.sample_from_datasets(
+                [examples, supervised],
+                weights=[1 - supervised_rate, supervised_rate],
+                seed=seed,
+            )
         return objectives.pack_examples(examples, sequence_length, sequence_length)
     chunks = objectives.token_chunks(lines, tokenizer, length)
     lengths = objectives.span_corruption_lengths(sequence_length)
@@ -85,8 +127,15 @@ def training_dataset(
     seed: int,
     heldout_fraction: float,
     min_chars: int,
+    supervised: tuple[Sequence[str], Sequence[str]] | None = None,
+    supervised_rate: float = 0.0,
 ) -> tf.data.Dataset:
-    """An infinite, shuffled stream of ``(x, y, sample_weight)`` batches."""
+    """An infinite, shuffled stream of ``(x, y, sample_weight)`` batches.
+
+    With ``supervised`` (task inputs, targets), a ``supervised_rate`` share of
+    the LM-adaptation examples are those labelled task examples instead (T5
+    1.0-style multi-task pretraining); span corruption ignores them.
+    """
     lines = text_lines(
         files,
         heldout=False,
@@ -96,7 +145,14 @@ def training_dataset(
         seed=seed,
         repeat=True,
     )
-    rows = _rows(lines, proto, objective, sequence_length, seed)
+    task_examples = None
+    if supervised is not None:
+        task_examples = supervised_examples(
+            *supervised, proto, max_length=sequence_length, seed=seed
+        )
+    rows = _rows(
+        lines, proto, objective, sequence_length, seed, task_examples, supervised_rate
+    )
     # Rows cut from one batch of lines are neighbours in the stream: shuffle
     # rows so a batch mixes many places of the corpus.
     rows = rows.shuffle(2048, seed=seed, reshuffle_each_iteration=True)

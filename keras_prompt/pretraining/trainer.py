@@ -95,10 +95,17 @@ class PretrainConfig:
         preset_weights_dtype: storage dtype of the preset's weights
             (``"float16"`` halves the file; weights load into float32).
         preset_dropout: dropout recorded in the preset (used by later
-            prompt tuning); 0.1 as ``keras-prompt make-preset``.
+            prompt tuning; 0 by default: see docs/results.md, "Backbone dropout").
         resume_from: a checkpoint directory to resume from; default
             ``out/checkpoint`` when it exists.
         command: the command line, recorded in the model card.
+        supervised_tasks: task names (``keras_prompt.data``) whose labelled
+            ``train`` split is mixed into LM adaptation, as T5 1.0 mixed
+            supervised tasks into pretraining; the model card lists them.
+            The tasks' held-out validation rows are never used.
+        supervised_rate: share of LM-adaptation examples drawn from those
+            tasks (examples-proportional across tasks).
+        data_dir: where the tasks' files are (``keras_prompt.data``).
     """
 
     corpus: Sequence[str]
@@ -124,9 +131,12 @@ class PretrainConfig:
     max_minutes: float | None = None
     seed: int = 0
     preset_weights_dtype: str = "float16"
-    preset_dropout: float = 0.1
+    preset_dropout: float = 0.0
     resume_from: str | None = None
     command: str | None = None
+    supervised_tasks: Sequence[str] = ()
+    supervised_rate: float = 0.0
+    data_dir: str | None = None
 
     def validate(self) -> None:
         """Rejects inconsistent settings before any work is done."""
@@ -156,6 +166,16 @@ class PretrainConfig:
         if not 0 < self.heldout_fraction < 1:
             raise ValueError(
                 f"`heldout_fraction` must be in (0, 1); got {self.heldout_fraction}."
+            )
+        if not 0 <= self.supervised_rate < 1:
+            raise ValueError(
+                f"`supervised_rate` must be in [0, 1); got {self.supervised_rate}."
+            )
+        if bool(self.supervised_tasks) != (self.supervised_rate > 0):
+            raise ValueError(
+                "Give both `supervised_tasks` and a `supervised_rate` > 0 (or "
+                f"neither); got tasks {list(self.supervised_tasks)} and rate "
+                f"{self.supervised_rate}."
             )
         if self.preset_weights_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(
@@ -408,6 +428,8 @@ class _Run:
         # Held-out LM-adaptation and span-corruption batches (set by pretrain).
         self.eval_ds = None
         self.span_eval_ds = None
+        # Labelled (inputs, targets) mixed into LM adaptation, if any.
+        self.supervised: tuple[list[str], list[str]] | None = None
         # Packed LM-adaptation rows vary in density; measured on held-out rows.
         self.lm_tokens_per_row = pretrain_data.corpus_tokens_per_row(
             "lm_adaptation", config.sequence_length
@@ -511,6 +533,22 @@ def _build_backbone(config: PretrainConfig) -> keras_hub.models.T5Backbone:
     return backbone
 
 
+def _supervised_examples(
+    config: PretrainConfig,
+) -> tuple[list[str], list[str]] | None:
+    """The mixed-in tasks' training examples (their validation rows held out)."""
+    if not config.supervised_tasks:
+        return None
+    from keras_prompt.data import load_examples
+
+    inputs, targets = [], []
+    for name in config.supervised_tasks:
+        examples = load_examples(name, "train", data_dir=config.data_dir)
+        inputs += [e.inputs for e in examples]
+        targets += [e.targets for e in examples]
+    return inputs, targets
+
+
 def _optimizer(config: PretrainConfig) -> keras.optimizers.Optimizer:
     warmup = min(config.warmup_steps, max(config.steps - 1, 0))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -540,6 +578,7 @@ def _model_card(config: PretrainConfig, backbone, result: dict[str, Any]) -> str
         f"- Objective: {config.span_corruption_steps} steps of span corruption, "
         f"then {config.steps - config.span_corruption_steps} steps of LM "
         "adaptation (prefix -> continuation)\n"
+        f"- Labelled data seen: {_supervised_summary(config)}\n"
         f"- Steps completed: {result['step']} of {config.steps} (batch "
         f"{config.batch_size} x {config.sequence_length} tokens); corpus tokens "
         f"seen: {result['tokens_seen']:,}\n"
@@ -554,6 +593,16 @@ def _model_card(config: PretrainConfig, backbone, result: dict[str, Any]) -> str
         f"- Training dtype policy: {config.dtype or 'float32'}; weights stored as "
         f"{config.preset_weights_dtype}\n\n"
         f"Command:\n\n```\n{command}\n```\n"
+    )
+
+
+def _supervised_summary(config: PretrainConfig) -> str:
+    if not config.supervised_tasks:
+        return "none (self-supervised objectives only)"
+    return (
+        f"the `train` splits of {', '.join(config.supervised_tasks)} "
+        f"(keras_prompt.data, their held-out validation rows excluded) as "
+        f"{config.supervised_rate:.0%} of the LM-adaptation examples"
     )
 
 
@@ -586,6 +635,7 @@ def pretrain(config: PretrainConfig, *, verbose: int | str = 2) -> dict[str, Any
         resume = find_checkpoint(out / CHECKPOINT_DIR)
     else:
         resume = find_checkpoint(resume)
+    supervised = _supervised_examples(config)
     out.mkdir(parents=True, exist_ok=True)
 
     backbone = _build_backbone(config)
@@ -618,6 +668,7 @@ def pretrain(config: PretrainConfig, *, verbose: int | str = 2) -> dict[str, Any
     run = _Run(config)
     run.model = model
     run.eval_ds, run.span_eval_ds = eval_ds, span_eval_ds
+    run.supervised = supervised
     run.lm_tokens_per_row = pretrain_data.packing_density(eval_ds)
     # Build the model's variables with one held-out batch.
     model(next(iter(eval_ds))[0])
@@ -752,6 +803,8 @@ def _fit_stage(
             seed=config.seed + 1_000_003 * step,
             heldout_fraction=config.heldout_fraction,
             min_chars=config.min_chars,
+            supervised=run.supervised,
+            supervised_rate=config.supervised_rate,
         )
         run.fit_started = time.monotonic()
         run.model.fit(
