@@ -32,8 +32,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_prompt.pretraining import objectives as pretraining_objectives
 from keras_prompt.pretraining.model import T5Pretrainer
-from keras_prompt.pretraining.objectives import EOS_ID, PAD_ID
+from keras_prompt.pretraining.objectives import (
+    EOS_ID,
+    PAD_ID,
+    span_corruption_lengths,
+)
 
 #: Above this embedding-collapse ratio the token embeddings are one vector.
 COLLAPSE_LIMIT = 0.5
@@ -70,13 +75,17 @@ def encoder_use(model: T5Pretrainer, dataset: tf.data.Dataset) -> dict[str, floa
         model: a compiled `T5Pretrainer` (its loss averages target tokens).
         dataset: ``(x, y, sample_weight)`` batches of at least 2 rows, e.g.
             `keras_prompt.pretraining.heldout_dataset` or `text_rows`.
+
+    Returns:
+        ``lm_adaptation_loss``, ``shuffled_encoder_loss`` and their
+        difference ``encoder_use``.
     """
     own = model.evaluate(dataset, verbose=0, return_dict=True)["loss"]
     shuffled = model.evaluate(
         dataset.map(shuffle_encoder_inputs), verbose=0, return_dict=True
     )["loss"]
     return {
-        "heldout_loss": float(own),
+        "lm_adaptation_loss": float(own),
         "shuffled_encoder_loss": float(shuffled),
         "encoder_use": float(shuffled - own),
     }
@@ -161,6 +170,30 @@ def text_rows(
     return dataset, arrays
 
 
+def span_corruption_rows(
+    token_ids: Iterable[Sequence[int]],
+    *,
+    sequence_length: int = 64,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> tf.data.Dataset | None:
+    """T5 span-corruption batches cut from the concatenated texts.
+
+    As in pretraining (15% noise, mean span 3), with fixed noise positions;
+    `None` when the texts hold fewer tokens than one example needs.
+    """
+    lengths = span_corruption_lengths(sequence_length)
+    flat = np.concatenate([np.asarray(ids, "int32") for ids in token_ids])
+    count = len(flat) // lengths.tokens_length
+    if count == 0:
+        return None
+    chunks = tf.data.Dataset.from_tensor_slices(
+        flat[: count * lengths.tokens_length].reshape(count, -1)
+    )
+    rows = pretraining_objectives.span_corruption_rows(chunks, lengths, seed)
+    return rows.batch(min(batch_size, count))
+
+
 def check_backbone(
     backbone, token_ids: Iterable[Sequence[int]] | None = None, *, max_texts: int = 256
 ) -> dict[str, Any]:
@@ -174,7 +207,8 @@ def check_backbone(
 
     Returns:
         ``embedding_collapse``, and with texts ``encoder_similarity``,
-        ``heldout_loss``, ``shuffled_encoder_loss``, ``encoder_use``,
+        ``lm_adaptation_loss``, ``shuffled_encoder_loss``, ``encoder_use``,
+        ``span_corruption_loss`` (``None`` for too little text),
         ``uniform_loss`` (log of the vocabulary size) and ``num_texts``.
     """
     report: dict[str, Any] = {"embedding_collapse": embedding_collapse(backbone)}
@@ -186,6 +220,12 @@ def check_backbone(
     model.compile(optimizer="sgd")
     report["encoder_similarity"] = encoder_similarity(model, x)
     report.update(encoder_use(model, dataset))
+    span_rows = span_corruption_rows(texts)
+    report["span_corruption_loss"] = (
+        None
+        if span_rows is None
+        else float(model.evaluate(span_rows, verbose=0, return_dict=True)["loss"])
+    )
     report["uniform_loss"] = math.log(backbone.vocabulary_size)
     report["num_texts"] = int(len(x["encoder_token_ids"]))
     return report
@@ -207,7 +247,7 @@ def health_warnings(report: dict[str, Any]) -> list[str]:
             f"the encoder outputs the same vector for every token (mean cosine "
             f"{similarity:.3f} > {SIMILARITY_LIMIT})"
         )
-    loss, uniform = report.get("heldout_loss"), report.get("uniform_loss")
+    loss, uniform = report.get("lm_adaptation_loss"), report.get("uniform_loss")
     if loss is not None and uniform and loss > UNTRAINED_LOSS_SHARE * uniform:
         messages.append(
             f"the backbone looks untrained: LM loss {loss:.2f} nats/token, "

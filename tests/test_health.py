@@ -43,7 +43,7 @@ def test_warnings_name_each_failing_figure():
     healthy = dict(
         embedding_collapse=0.006,
         encoder_similarity=0.3,
-        heldout_loss=4.0,
+        lm_adaptation_loss=4.0,
         uniform_loss=10.38,
         encoder_use=1.2,
     )
@@ -51,7 +51,7 @@ def test_warnings_name_each_failing_figure():
     sick = dict(
         embedding_collapse=0.999,
         encoder_similarity=1.0,
-        heldout_loss=10.3,
+        lm_adaptation_loss=10.3,
         uniform_loss=10.38,
         encoder_use=0.0,
     )
@@ -88,6 +88,7 @@ def test_check_backbone_reports_collapse(collapsed_preset, assets_dir):
     assert report["embedding_collapse"] > 0.95
     assert report["encoder_similarity"] > 0.98
     assert report["num_texts"] == 64
+    assert 0 < report["span_corruption_loss"] < 20
     assert "check-backbone: WARNING: token embeddings are collapsed" in result.stderr
 
 
