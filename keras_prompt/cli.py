@@ -137,6 +137,7 @@ def cmd_lm_adapt(args) -> int:
         batch_size=args.batch_size,
         sequence_length=args.sequence_length,
         learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
         warmup_steps=args.warmup_steps,
         dropout=args.dropout,
         dtype=args.dtype,
@@ -667,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--sequence-length", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "adafactor"))
     p.add_argument("--warmup-steps", type=int, default=200)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument(

@@ -278,6 +278,16 @@ def test_run_writes_checkpoint_metrics_and_preset(finished_run):
     assert [r["step"] for r in records] == [2, 4]
     assert [r["stage"] for r in records] == ["span_corruption", "lm_adaptation"]
     assert all(np.isfinite(r["heldout_perplexity"]) for r in records)
+    # Health at every evaluation: a fresh T5 init is not collapsed, and the
+    # encoder's vectors differ between tokens.
+    for record in records:
+        assert record["embedding_collapse"] < 0.05
+        assert record["encoder_similarity"] < 0.9
+        for key in ("encoder_use", "shuffled_encoder_loss"):
+            assert np.isfinite(record[key])
+        assert 0 < record["heldout_span_corruption_loss"] < 20
+    card = (out / "preset" / "MODEL_CARD.md").read_text()
+    assert "embedding collapse" in card and "encoder use" in card
     assert result["heldout_perplexity"] == pytest.approx(
         np.exp(result["heldout_loss"]), rel=1e-3
     )
@@ -496,6 +506,24 @@ def test_supervised_examples_mix_into_lm_adaptation_rows(corpus_file, spiece_pat
     # About half of the examples are the task's (64 rows' worth of examples).
     share = task_examples / (task_examples + corpus_examples)
     assert 0.3 < share < 0.7
+
+
+def test_adafactor_pretraining_and_bad_optimizer(corpus_file, tmp_path, spiece_path):
+    result = pretrain(
+        _config(
+            corpus_file,
+            tmp_path / "adafactor",
+            spiece_path,
+            optimizer="adafactor",
+            learning_rate=1e-2,
+            steps=2,
+            span_corruption_steps=0,
+        ),
+        verbose=0,
+    )
+    assert result["step"] == 2 and np.isfinite(result["heldout_loss"])
+    with pytest.raises(ValueError, match="`optimizer` must be 'adamw' or 'adafactor'"):
+        pretrain(_config(corpus_file, tmp_path / "bad", spiece_path, optimizer="sgd"))
 
 
 def test_supervised_settings_are_checked(corpus_file, tmp_path, spiece_path):

@@ -79,8 +79,10 @@ class PretrainConfig:
         span_corruption_steps: the first steps use T5's span corruption (for
             from-scratch pretraining); the rest use LM adaptation.
         sequence_length: encoder (and LM-adaptation decoder) row length.
-        learning_rate, warmup_steps, weight_decay, clipnorm: AdamW with linear
-            warmup and cosine decay to 10% over ``steps``.
+        learning_rate, warmup_steps, weight_decay, clipnorm: peak learning
+            rate, linear warmup, then cosine decay to 10% over ``steps``.
+        optimizer: ``"adamw"`` (with ``weight_decay`` and ``clipnorm``) or
+            ``"adafactor"`` (T5's: parameter-scaled updates).
         dropout: dropout while pretraining (T5 1.1 used none); ``None``
             keeps the preset's.
         dtype: dtype policy, e.g. ``"mixed_bfloat16"``; ``None`` = global.
@@ -118,6 +120,7 @@ class PretrainConfig:
     batch_size: int = 32
     sequence_length: int = 128
     learning_rate: float = 1e-3
+    optimizer: str = "adamw"
     warmup_steps: int = 200
     weight_decay: float = 0.01
     clipnorm: float = 1.0
@@ -166,6 +169,10 @@ class PretrainConfig:
         if not 0 < self.heldout_fraction < 1:
             raise ValueError(
                 f"`heldout_fraction` must be in (0, 1); got {self.heldout_fraction}."
+            )
+        if self.optimizer not in ("adamw", "adafactor"):
+            raise ValueError(
+                f"`optimizer` must be 'adamw' or 'adafactor'; got {self.optimizer!r}."
             )
         if not 0 <= self.supervised_rate < 1:
             raise ValueError(
@@ -475,6 +482,10 @@ class _Run:
             )
         }
         use = backbone_health.encoder_use(self.model, self.eval_ds)
+        x = next(iter(self.eval_ds))[0]
+        record["encoder_similarity"] = backbone_health.encoder_similarity(
+            self.model, {k: v.numpy() for k, v in x.items()}
+        )
         record["shuffled_encoder_loss"] = use["shuffled_encoder_loss"]
         record["encoder_use"] = use["encoder_use"]
         record["heldout_span_corruption_loss"] = float(
@@ -510,7 +521,8 @@ class _Run:
             f"{record['loss']}, held-out loss {record['heldout_loss']}, "
             f"perplexity {record['heldout_perplexity']}, span-corruption loss "
             f"{record['heldout_span_corruption_loss']}, encoder use "
-            f"{record['encoder_use']}, embedding collapse "
+            f"{record['encoder_use']}, encoder similarity "
+            f"{record['encoder_similarity']}, embedding collapse "
             f"{record['embedding_collapse']}",
             flush=True,
         )
@@ -558,6 +570,14 @@ def _optimizer(config: PretrainConfig) -> keras.optimizers.Optimizer:
         warmup_target=config.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
+    if config.optimizer == "adafactor":
+        # T5's optimizer: updates scaled by each weight's RMS (parameter
+        # scaling), factored second moments, update clipping.
+        return keras.optimizers.Adafactor(
+            learning_rate=schedule,
+            relative_step=False,
+            clip_threshold=1.0,
+        )
     return keras.optimizers.AdamW(
         learning_rate=schedule,
         weight_decay=config.weight_decay,
