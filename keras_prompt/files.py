@@ -29,11 +29,15 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int) -> bool | None:
+    """True: now ours; False: another process holds it; None: this file
+    system has no locks (then nothing is treated as stale)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError:
+        return None
     return True
 
 
@@ -55,7 +59,7 @@ def _create_locked(parent: Path, prefix: str, suffix: str, directory: bool):
             fd = os.open(path, _READ_FLAGS)
         else:
             fd = os.open(path, _WRITE_FLAGS, 0o666)
-        if _try_lock(fd) and _still_there(path, fd):
+        if _try_lock(fd) is not False and _still_there(path, fd):
             return path, fd
         os.close(fd)
 
@@ -153,7 +157,7 @@ def remove_stale(parent: str | os.PathLike, patterns: Iterable[str]) -> list[Pat
             except OSError:
                 continue
             try:
-                if not _try_lock(fd):
+                if _try_lock(fd) is not True:
                     continue
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
@@ -172,6 +176,6 @@ def is_locked(path: str | os.PathLike) -> bool:
     except OSError:
         return False
     try:
-        return not _try_lock(fd)
+        return _try_lock(fd) is not True
     finally:
         os.close(fd)

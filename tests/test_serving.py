@@ -82,10 +82,14 @@ def exported(model, bank_prompts, tmp_path_factory):
     bank = PromptBank.from_files(
         {"sst2": files[0], "rte": [files[1], files[2], files[3]], "gen": files[4]}
     )
-    path = export_saved_model(
-        model, root / "models" / "t5_prompts", version=1, prompt_bank=bank,
-        max_input_length=MAX_INPUT, max_decode_length=MAX_DECODE,
-    )
+    previous = os.umask(0o022)  # what test_export_is_readable_by_other_users expects
+    try:
+        path = export_saved_model(
+            model, root / "models" / "t5_prompts", version=1, prompt_bank=bank,
+            max_input_length=MAX_INPUT, max_decode_length=MAX_DECODE,
+        )
+    finally:
+        os.umask(previous)
     return path
 
 
@@ -671,12 +675,11 @@ def test_export_refuses_prompts_of_another_backbone(model, tmp_path):
     assert not (tmp_path / "base").exists()
 
 
-def test_failed_and_killed_exports_leave_nothing_and_files_are_readable(
-    model, tmp_path
-):
+def test_a_failed_export_leaves_nothing(model, tmp_path):
     base = tmp_path / "models" / "t5"
     with pytest.raises(ValueError, match="`version` must be an integer >= 0"):
         export_saved_model(model, base, version=-1)
+    assert not (tmp_path / "models").exists()
     too_long = PromptBank.from_arrays(
         {"x": np.zeros((PROMPT_LENGTH, HIDDEN))}, {"x": ["yes", LONG]}
     )
@@ -685,6 +688,18 @@ def test_failed_and_killed_exports_leave_nothing_and_files_are_readable(
             model, base, prompt_bank=too_long, max_decode_length=MAX_DECODE
         )
     assert not (tmp_path / "models").exists()
+
+
+def test_export_is_readable_by_other_users(exported):
+    """What a plain mkdir / open() gives under umask 022 (not mkdtemp's
+    0700): a model server running as another user can read the export."""
+    for entry in [exported, *exported.rglob("*")]:
+        mode = stat.S_IMODE(entry.stat().st_mode)
+        assert mode == (0o755 if entry.is_dir() else 0o644), (entry, oct(mode))
+
+
+def test_a_killed_exports_leftovers_are_removed(model, tmp_path):
+    base = tmp_path / "models" / "t5"
     # Left by a killed export (nobody holds it), and another export's work in
     # progress (locked).
     stale = base / ".tmp-1-0123456789ab"
@@ -694,22 +709,15 @@ def test_failed_and_killed_exports_leave_nothing_and_files_are_readable(
     live.mkdir()
     held = os.open(live, os.O_RDONLY)
     fcntl.flock(held, fcntl.LOCK_EX)
-    previous = os.umask(0o022)
     try:
         path = export_saved_model(
             model, base, version=None, max_input_length=MAX_INPUT,
-            max_decode_length=MAX_DECODE,
+            max_decode_length=MAX_DECODE, warmup=False,
         )
     finally:
-        os.umask(previous)
         os.close(held)
     assert path == base / "1"
     assert sorted(p.name for p in base.iterdir()) == [live.name, "1"]
-    # What a plain mkdir / open() gives under umask 022: a model server
-    # running as another user can read the export.
-    for entry in [path, *path.rglob("*")]:
-        mode = stat.S_IMODE(entry.stat().st_mode)
-        assert mode == (0o755 if entry.is_dir() else 0o644), (entry, oct(mode))
 
 
 def test_core_tf_dynamic_update_slice_matches_xla():
