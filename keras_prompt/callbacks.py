@@ -35,8 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_prompt import distribute
-from keras_prompt import prompts as prompt_files
+from keras_prompt import distribute, files
 from keras_prompt.version import __version__
 
 STATE_FORMAT_VERSION = 1
@@ -113,7 +112,7 @@ def save_prompt_state(model, path: str | os.PathLike, **metadata) -> Path:
     }
     text = json.dumps(meta, sort_keys=True, default=str)
     arrays["metadata"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    prompt_files._atomic_write(path, lambda f: np.savez(f, **arrays))
+    files.atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -30,6 +31,220 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 INITIALIZERS = ("class_labels", "sampled_vocab", "random_uniform")
 # Training inputs `train` measures the backbone's health on before training.
 HEALTH_TEXTS = 64
+# Why sequence lengths start at 2: `</s>` takes the last position.
+_TWO_TOKENS = "one token of text plus </s>"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, `keras-prompt <command>: error: ...`, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _int_at_least(minimum: int, why: str = ""):
+    """An argparse type: an integer >= `minimum` (`why`: the reason, if any)."""
+    reason = f" ({why})" if why else ""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}{reason}; got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be >= {minimum}{reason}; got {value}"
+            )
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {text!r}")
+    return value
+
+
+# ----------------------------------------------------------------------
+# Checks run before anything heavy is imported or any file is created.
+# ----------------------------------------------------------------------
+def _check_output_dir(path: str, argument: str, *, empty: bool = False) -> None:
+    """Refuses an output directory that cannot be created or written."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{argument} {target} exists and is not a directory.")
+    if empty and target.is_dir() and any(target.iterdir()):
+        raise ValueError(f"{argument} {target} exists and is not empty.")
+    existing = target.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(
+            f"{argument} {target} cannot be created: {existing} is a file, not a "
+            "directory."
+        )
+    # Creating something is the only reliable test: permission bits say
+    # nothing for root, nor for read-only or special file systems.
+    probe = existing / f".keras-prompt-probe-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        probe.mkdir()
+    except OSError as e:
+        raise ValueError(
+            f"{argument} {target} is not writable: cannot create anything in "
+            f"{existing} ({e.strerror})."
+        ) from None
+    probe.rmdir()
+
+
+def _check_input(path: str | None, argument: str, *, directory: bool = False) -> None:
+    if path is None:
+        return
+    found = Path(path).is_dir() if directory else Path(path).is_file()
+    if not found:
+        kind = "directory" if directory else "file"
+        state = "is not a" if Path(path).exists() else "does not exist; expected a"
+        raise FileNotFoundError(f"{argument} {path} {state} {kind}.")
+
+
+def _check_prompt_file(path: str, argument: str) -> dict:
+    """Reads (and so validates) a prompt file; returns its metadata."""
+    from keras_prompt.prompts import load_prompt_file
+
+    try:
+        return load_prompt_file(path)[1]
+    except (ValueError, FileNotFoundError) as e:
+        raise type(e)(f"{argument}: {e}") from None
+
+
+def _check_data_args(args) -> None:
+    _check_input(args.data_dir, "--data-dir", directory=True)
+    _check_input(args.tfds_data_dir, "--tfds-data-dir", directory=True)
+
+
+def _check_train(args) -> None:
+    _check_data_args(args)
+    _check_output_dir(args.out, "--out")
+    if args.backup_dir:
+        _check_output_dir(args.backup_dir, "--backup-dir")
+    if args.tune == "prompt" and args.prompt_length == 0:
+        raise ValueError(
+            "--prompt-length 0 (no prompt) needs --tune model; prompt tuning "
+            "needs --prompt-length >= 1."
+        )
+    if args.init.endswith(".npy"):
+        _check_prompt_file(args.init, "--init")
+    elif args.init not in INITIALIZERS:
+        raise ValueError(
+            f"--init {args.init!r} is not one of {list(INITIALIZERS)} or a .npy path."
+        )
+
+
+def _check_eval(args) -> None:
+    _check_data_args(args)
+    if args.prompt:
+        _check_prompt_file(args.prompt, "--prompt")
+
+
+def _check_inspect(args) -> None:
+    _check_prompt_file(args.prompt, "PROMPT")
+    _check_input(args.embeddings, "--embeddings")
+    _check_input(args.vocab, "--vocab")
+
+
+def _check_export(args) -> None:
+    if not args.prompt and args.prompt_length is None:
+        raise ValueError("Give --prompt TASK=PATH.npy (repeatable) or --prompt-length.")
+    for paths in _parse_bank(args.prompt).values():
+        for path in paths:
+            _check_prompt_file(path, "--prompt")
+    _check_output_dir(args.out, "--out")
+    if args.version is not None:
+        target = Path(args.out) / str(args.version)
+        if target.exists():
+            raise ValueError(
+                f"--version {args.version}: {target} already exists, and TF Serving "
+                "versions are immutable; pick another --version or omit it for the "
+                "next free one."
+            )
+
+
+def _export_metadata(export: Path) -> dict | None:
+    """The metadata `keras-prompt export` writes beside the SavedModel, if any."""
+    path = export / "assets.extra" / "prompt_bank.json"
+    try:
+        metadata = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metadata if isinstance(metadata, dict) else None
+
+
+def _check_query(args) -> None:
+    export = Path(args.export)
+    if not export.exists():
+        raise FileNotFoundError(f"EXPORT {export} does not exist.")
+    if not (export / "saved_model.pb").is_file():
+        children = export.iterdir() if export.is_dir() else ()
+        versions = sorted(
+            (p for p in children if p.name.isdigit()), key=lambda p: int(p.name)
+        )
+        if versions:
+            raise ValueError(
+                f"EXPORT {export} is an export base directory; pass one of its "
+                f"versions, e.g. {versions[-1]}."
+            )
+        raise ValueError(f"EXPORT {export} is not a SavedModel (no saved_model.pb).")
+    if args.candidates is not None and not all(c.strip() for c in args.candidates):
+        raise ValueError(
+            f"--candidates must be non-blank strings; got {args.candidates!r}."
+        )
+    metadata = _export_metadata(export) or {}
+    signatures = metadata.get("signatures")
+    if isinstance(signatures, dict):
+        if args.signature not in signatures:
+            raise ValueError(
+                f"{export} has no signature {args.signature!r}; it has "
+                f"{sorted(signatures)}."
+            )
+        inputs = signatures[args.signature].get("inputs", [])
+        if "prompt" in inputs:
+            raise ValueError(
+                f"--signature {args.signature} takes a prompt tensor, which "
+                "`keras-prompt query` does not send; use by_task or ensemble (the "
+                "export's prompt bank), or keras_prompt.serving.client."
+            )
+        if "task" in inputs and not args.task:
+            raise ValueError(f"--signature {args.signature} needs --task.")
+        if "candidates" in inputs and not args.candidates:
+            raise ValueError(f"--signature {args.signature} needs --candidates.")
+    tasks = metadata.get("tasks")
+    if args.task and isinstance(tasks, dict) and args.task not in tasks:
+        raise ValueError(
+            f"--task {args.task!r} is not in {export}'s prompt bank; it has "
+            f"{sorted(tasks)}."
+        )
+
+
+def _check_make_preset(args) -> None:
+    _check_input(args.vocab, "--vocab")
+    _check_output_dir(args.out, "--out", empty=True)
+
+
+def _check_import_hf(args) -> None:
+    _check_input(args.checkpoint, "CHECKPOINT", directory=True)
+    _check_output_dir(args.out, "--out", empty=True)
+
+
+def _check_check_backbone(args) -> None:
+    _check_input(args.text_file, "--text-file")
+    _check_data_args(args)
 
 
 def _print_json(payload: dict) -> None:
@@ -95,8 +310,6 @@ def cmd_make_preset(args) -> int:
     from keras_prompt.models.geometries import build_backbone
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"error: --out {out} exists and is not empty.")
     overrides = {"dropout": args.dropout} if args.dropout is not None else {}
     backbone = build_backbone(args.geometry, **overrides)
     tokenizer = keras_hub.models.T5Tokenizer(proto=str(args.vocab))
@@ -473,7 +686,16 @@ def cmd_inspect(args) -> int:
     elif args.model:
         import keras_hub
 
+        from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+        from keras_prompt.prompts import check_prompt_backbone, prompt_paths
+
         backbone = keras_hub.models.T5Backbone.from_preset(args.model)
+        check_prompt_backbone(
+            metadata,
+            prompt_paths(args.prompt)[1],
+            fingerprint=backbone_fingerprint(backbone),
+            hidden_dim=backbone.hidden_dim,
+        )
         embeddings = np.asarray(backbone.token_embedding.embeddings.numpy())
     if args.vocab or args.model:
         import keras_hub
@@ -558,11 +780,7 @@ def cmd_export(args) -> int:
     from keras_prompt.serving import PromptBank, export_saved_model
 
     bank = PromptBank.from_files(_parse_bank(args.prompt)) if args.prompt else None
-    prompt_length = args.prompt_length
-    if bank is not None:
-        prompt_length = bank.prompt_shape[0]
-    elif prompt_length is None:
-        raise ValueError("Give --prompt TASK=PATH.npy (repeatable) or --prompt-length.")
+    prompt_length = bank.prompt_shape[0] if bank is not None else args.prompt_length
     model = _load_model(args, prompt_length=prompt_length)
     path = export_saved_model(
         model,
@@ -595,9 +813,12 @@ def cmd_query(args) -> int:
         task=[args.task] * len(texts) if args.task else None,
         candidates=args.candidates,
     )
-    outputs = loaded.signatures[args.signature](
-        **{k: tf.constant(v) for k, v in inputs.items()}
-    )
+    try:
+        outputs = loaded.signatures[args.signature](
+            **{k: tf.constant(v) for k, v in inputs.items()}
+        )
+    except tf.errors.InvalidArgumentError as e:
+        raise ValueError(_graph_refusal(e.message)) from None
     decoded = {}
     for name, value in outputs.items():
         array = value.numpy()
@@ -611,6 +832,19 @@ def cmd_query(args) -> int:
         decoded[name] = array
     _print_json({"signature": args.signature, "text": texts, **decoded})
     return 0
+
+
+def _graph_refusal(message: str) -> str:
+    """The text of a serving graph's failed `tf.debugging.Assert`, without
+    TensorFlow's framing (node names, bracketed message parts)."""
+    message = message.split("\n\t [[")[0]
+    head, found, parts = message.partition("assertion failed: ")
+    if not found:
+        return message
+    parts = parts.strip()
+    if parts.startswith("[") and parts.endswith("]"):
+        parts = " ".join(part.strip() for part in parts[1:-1].split("] ["))
+    return parts
 
 
 def _add_data_args(parser) -> None:
@@ -631,14 +865,14 @@ def _add_model_args(parser) -> None:
         required=True,
         help="keras-hub preset name, keras-hub preset dir or HF T5 checkpoint dir",
     )
-    parser.add_argument("--max-input-length", type=int, default=256)
+    parser.add_argument(
+        "--max-input-length", type=_int_at_least(2, _TWO_TOKENS), default=256
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="keras-prompt", description=__doc__.split("\n")[0]
-    )
+    parser = _Parser(prog="keras-prompt", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("make-preset", help="write a randomly initialised T5 preset")
@@ -647,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dropout", type=float)
-    p.set_defaults(func=cmd_make_preset)
+    p.set_defaults(func=cmd_make_preset, check=_check_make_preset)
 
     p = sub.add_parser(
         "lm-adapt", help="pretrain / LM-adapt a T5 on plain text, write a preset"
@@ -713,7 +947,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_import_hf)
+    p.set_defaults(func=cmd_import_hf, check=_check_import_hf)
 
     p = sub.add_parser(
         "check-backbone",
@@ -726,9 +960,11 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--task", help="use this task's training inputs (e.g. sst2)")
     p.add_argument("--data-dir", help="with --task: folder laid out like shared/assets")
     p.add_argument("--tfds-data-dir", help="with --task: read the task from TFDS")
-    p.add_argument("--limit", type=int, default=256, help="texts to measure on")
+    p.add_argument(
+        "--limit", type=_int_at_least(2), default=256, help="texts to measure on"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_check_backbone)
+    p.set_defaults(func=cmd_check_backbone, check=_check_check_backbone)
 
     p = sub.add_parser("train", help="prompt-tune a frozen T5 on a task")
     _add_data_args(p)
@@ -742,18 +978,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--prompt-length",
-        type=int,
+        type=_int_at_least(0),
         default=None,
         help="default 100 with --tune prompt, 0 (no prompt) with --tune model",
     )
     p.add_argument(
         "--init", default="class_labels", help=f"{'|'.join(INITIALIZERS)} or a .npy"
     )
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=_int_at_least(1), default=1000)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
     p.add_argument(
         "--learning-rate",
-        type=float,
+        type=_positive_float,
         default=None,
         help="Adafactor's constant rate; default 0.3 (prompt) or 1e-3 (model)",
     )
@@ -772,9 +1008,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--eval-split", default="validation")
     p.add_argument(
-        "--eval-limit", type=int, help="evaluate on the first N examples only"
+        "--eval-limit",
+        type=_int_at_least(1),
+        help="evaluate on the first N examples only",
     )
-    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--eval-batch-size", type=_int_at_least(1), default=64)
     p.add_argument(
         "--out", required=True, help="output folder for the prompt and metrics.json"
     )
@@ -790,7 +1028,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--connect-timeout",
-        type=float,
+        type=_positive_float,
         default=300.0,
         help="multiworker: seconds to wait for every TF_CONFIG peer",
     )
@@ -806,11 +1044,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=_int_at_least(1),
         help="steps between backups and OUT/checkpoints/{last,best} prompts "
         "(default with --backup-dir: 100)",
     )
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, check=_check_train)
 
     p = sub.add_parser("eval", help="rank-classification metrics of a saved prompt")
     _add_data_args(p)
@@ -824,9 +1062,9 @@ def build_parser() -> argparse.ArgumentParser:
         "zero-shot transfer, e.g. --task mrpc --format-as qqp",
     )
     p.add_argument("--split", default="validation")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.set_defaults(func=cmd_eval)
+    p.add_argument("--limit", type=_int_at_least(1))
+    p.add_argument("--batch-size", type=_int_at_least(1), default=64)
+    p.set_defaults(func=cmd_eval, check=_check_eval)
 
     p = sub.add_parser(
         "export", help="write a TF Serving SavedModel with a prompt bank"
@@ -838,13 +1076,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="TASK=PATH.npy; repeat for more tasks, or a task's ensemble members",
     )
-    p.add_argument("--prompt-length", type=int, help="only without --prompt")
+    p.add_argument(
+        "--prompt-length", type=_int_at_least(1), help="only without --prompt"
+    )
     p.add_argument("--out", required=True, help="export base dir (versions inside)")
-    p.add_argument("--version", type=int, default=None, help="default: next free")
-    p.add_argument("--max-input-length", type=int, default=256)
-    p.add_argument("--max-decode-length", type=int, default=16)
+    p.add_argument(
+        "--version", type=_int_at_least(0), default=None, help="default: next free"
+    )
+    p.add_argument(
+        "--max-input-length", type=_int_at_least(2, _TWO_TOKENS), default=256
+    )
+    p.add_argument(
+        "--max-decode-length", type=_int_at_least(2, _TWO_TOKENS), default=16
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, check=_check_export)
 
     p = sub.add_parser(
         "query", help="call a signature of an export (TF + TF Text only)"
@@ -854,7 +1100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="append", required=True)
     p.add_argument("--task")
     p.add_argument("--candidates", nargs="+")
-    p.set_defaults(func=cmd_query)
+    p.set_defaults(func=cmd_query, check=_check_query)
 
     p = sub.add_parser("inspect", help="shape, norms and nearest vocabulary tokens")
     p.add_argument("prompt")
@@ -870,9 +1116,9 @@ def build_parser() -> argparse.ArgumentParser:
         "tokens among the k nearest (the verbalizer hit-rate)",
     )
     p.add_argument("--task", help="use this task's verbalizers (e.g. sst2)")
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=_int_at_least(1), default=5)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_inspect)
+    p.set_defaults(func=cmd_inspect, check=_check_inspect)
     return parser
 
 
@@ -888,10 +1134,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "verbose", None) not in (None, "auto"):
         args.verbose = int(args.verbose)
     try:
+        if getattr(args, "check", None):
+            args.check(args)
         return args.func(args)
-    except (ValueError, FileNotFoundError, TimeoutError) as e:
-        print(f"keras-prompt {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, TimeoutError) as e:
+        _print_error(args.command, e)
         return 2
+    except Exception as e:
+        if os.environ.get("KERAS_PROMPT_TRACEBACK"):
+            raise
+        _print_error(
+            args.command,
+            f"unexpected {type(e).__name__}: {e} (set KERAS_PROMPT_TRACEBACK=1 "
+            "for the traceback)",
+        )
+        return 1
+
+
+def _print_error(command: str, error) -> None:
+    """The error as one line (TF errors and some OS errors span several)."""
+    message = " ".join(line.strip() for line in str(error).splitlines())
+    print(f"keras-prompt {command}: error: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

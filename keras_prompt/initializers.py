@@ -15,6 +15,7 @@ string (`"sampled_vocab"`) and serialized without a 32k x H array in the config.
 from __future__ import annotations
 
 import os
+import random
 from typing import Any, Sequence
 
 import keras
@@ -27,9 +28,18 @@ _FIRST_REGULAR_TOKEN_ID = 3
 
 
 class PromptInitializer(keras.initializers.Initializer):
-    """Base class: a seeded initializer that may need the embedding table."""
+    """Base class: a seeded initializer that may need the embedding table.
+
+    `seed=None` draws the seed from Python's `random` when the initializer is
+    created, as Keras' own initializers do, so `keras.utils.set_random_seed`
+    fixes it. Values then depend on the seed alone: not on the distribution
+    strategy, the device or how many times (once per replica) the
+    initializer is called. `get_config` records the seed drawn.
+    """
 
     def __init__(self, seed: int | None = None):
+        if seed is None:
+            seed = random.randint(1, int(1e9))
         self.seed = seed
 
     def bind(self, embeddings=None, tokenizer=None) -> PromptInitializer:

@@ -71,6 +71,11 @@ def train_prompt(
     task = get_task(task)
     if steps < 1:
         raise ValueError(f"`steps` must be >= 1; got {steps}.")
+    if max_input_length < 2:
+        raise ValueError(
+            "`max_input_length` must be >= 2 (one token of text plus </s>); got "
+            f"{max_input_length}."
+        )
     if not examples:
         raise ValueError(f"No training examples were given for task {task.name!r}.")
     strategy = model.distribute_strategy

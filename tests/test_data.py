@@ -344,6 +344,38 @@ def test_tsv_header_missing_column(tmp_path):
     assert "#2 String" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "task, relative, rows",
+    [
+        (
+            "sst2",
+            "glue/SST-2/train.tsv",
+            [b"sentence\tlabel", b"good\t1", b"b\xffd\t0"],
+        ),
+        (
+            "cb",
+            "superglue/CB/val.jsonl",
+            [b'{"premise": "p", "hypothesis": "h", "label": "neutral"}'] * 2
+            + [b'{"premise": "caf\xe9", "hypothesis": "h", "label": "neutral"}'],
+        ),
+        ("qqp", "glue/QQP/train_subset.json", [b"{", b'"0": {', b'"text_a": "\xff"']),
+    ],
+    ids=["tsv", "jsonl", "json"],
+)
+def test_bytes_that_are_not_utf8_are_named_by_file_and_line(
+    tmp_path, task, relative, rows
+):
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    with pytest.raises(DataFormatError) as info:
+        load_examples(
+            task, "train" if task != "cb" else "validation", data_dir=tmp_path
+        )
+    assert f"{path}:3: not UTF-8 text: byte 0x" in str(info.value)
+    assert info.value.line == 3
+
+
 def test_jsonl_invalid_json(tmp_path):
     good = json.dumps({"premise": "p", "hypothesis": "h", "label": "neutral"})
     path = _write(tmp_path, "superglue/CB/val.jsonl", f"{good}\n{{not json\n")

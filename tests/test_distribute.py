@@ -346,3 +346,87 @@ def test_mirrored_on_two_cpus_matches_one_device(spiece_path):
     assert outcome["replicas"] == [1, 2]
     assert len(outcome["errors"]) == 6
     assert max(outcome["errors"]) < 1e-4, outcome["errors"]
+
+
+# ----------------------------------------------------------------------
+# Seeded prompt initialisation does not depend on the strategy
+# ----------------------------------------------------------------------
+_INIT_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from keras_prompt import distribute
+distribute.set_cpu_devices(2)  # before TensorFlow initialises its devices
+import keras, keras_hub, numpy as np, tensorflow as tf
+from conftest import make_tiny_backbone
+from keras_prompt import PromptTunedT5, initializers
+
+tokenizer = keras_hub.models.T5Tokenizer(proto={spiece!r})
+preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
+    tokenizer, encoder_sequence_length=32, decoder_sequence_length=4
+)
+np.save({npy!r}, np.random.default_rng(0).normal(size=(6, 16)).astype("float32"))
+INITIALIZERS = {{
+    "random_uniform": lambda: "random_uniform",
+    "sampled_vocab": lambda: "sampled_vocab",
+    "class_labels": lambda: initializers.ClassLabels(labels=["negative", "positive"]),
+    "from_text": lambda: initializers.FromText(text="sentiment"),
+    "from_file": lambda: {npy!r},
+}}
+
+
+def prompt(name, strategy, seed):
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = PromptTunedT5(
+            make_tiny_backbone(), preprocessor, prompt_length=6,
+            prompt_initializer=INITIALIZERS[name](),
+        )
+    return model.get_prompt()
+
+
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+one = tf.distribute.get_strategy()
+result = {{}}
+for name in INITIALIZERS:
+    a, again, two = (prompt(name, s, 0) for s in (one, one, mirrored))
+    other_seed = prompt(name, one, 1)
+    result[name] = {{
+        "replicas": mirrored.num_replicas_in_sync,
+        "repeat": float(np.abs(a - again).max()),
+        "mirrored": float(np.abs(a - two).max()),
+        "other_seed": float(np.abs(a - other_seed).max()),
+    }}
+print("RESULT " + json.dumps(result))
+"""
+
+
+def test_seeded_prompt_initialisation_is_the_same_on_one_or_two_replicas(
+    spiece_path, tmp_path
+):
+    """keras.utils.set_random_seed fixes every initializer's prompt, whatever
+    the strategy (docs/distributed.md's promise), and another seed changes
+    the random ones."""
+    script = _INIT_SCRIPT.format(
+        tests=str(REPO_ROOT / "tests"),
+        spiece=str(spiece_path),
+        npy=str(tmp_path / "prompt.npy"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    outcome = json.loads(line[len("RESULT ") :])
+    assert sorted(outcome) == [
+        "class_labels", "from_file", "from_text", "random_uniform", "sampled_vocab",
+    ]  # fmt: skip
+    for name, figures in outcome.items():
+        assert figures["replicas"] == 2
+        assert figures["repeat"] == 0.0, (name, figures)
+        assert figures["mirrored"] == 0.0, (name, figures)
+        if name != "from_file":
+            assert figures["other_seed"] > 0.0, (name, figures)

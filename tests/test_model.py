@@ -148,6 +148,36 @@ def test_score_rejects_bad_candidates(model):
         model.score([], VERBALIZERS)
 
 
+def test_blank_candidates_are_refused_and_long_ones_scored_whole(model):
+    # A blank candidate would score only `</s>` and win.
+    for blank in ("", "  "):
+        with pytest.raises(ValueError, match="non-blank strings; got"):
+            model.score(["a fine film"], ["positive", blank])
+    long_a = "a " * 12 + "good film"
+    long_b = "a " * 12 + "bad film"
+    scores = model.score(["a fine film"], [long_a, long_b])
+    assert scores[0, 0] != scores[0, 1]
+
+
+def test_a_prompt_of_another_backbone_is_refused(model, tmp_path):
+    other = PromptTunedT5(make_tiny_backbone(num_layers=1), prompt_length=4)
+    path = other.save_prompt(tmp_path / "other", task="sst2")
+    before = model.get_prompt()
+    with pytest.raises(ValueError, match=r"'backbone.fingerprint' is [0-9a-f]{16}"):
+        model.load_prompt(path)
+    np.testing.assert_array_equal(model.get_prompt(), before)
+
+
+def test_train_prompt_refuses_inputs_without_text(model):
+    from keras_prompt.data import Example
+    from keras_prompt.training import train_prompt
+
+    model.compile()
+    with pytest.raises(ValueError, match="max_input_length` must be >= 2"):
+        train_prompt(model, "sst2", [Example("x", "positive", 1)], steps=1,
+                     max_input_length=1)  # fmt: skip
+
+
 def test_generate_runs_with_prompt(model):
     outputs = model.generate(["a fine film"], max_length=6)
     assert isinstance(outputs[0], str)

@@ -10,9 +10,11 @@ TF2's `tf.saved_model.load`, runs every request of this module through both,
 the malformed ones included, and reports back.
 """
 
+import fcntl
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -80,10 +82,14 @@ def exported(model, bank_prompts, tmp_path_factory):
     bank = PromptBank.from_files(
         {"sst2": files[0], "rte": [files[1], files[2], files[3]], "gen": files[4]}
     )
-    path = export_saved_model(
-        model, root / "models" / "t5_prompts", version=1, prompt_bank=bank,
-        max_input_length=MAX_INPUT, max_decode_length=MAX_DECODE,
-    )
+    previous = os.umask(0o022)  # what test_export_is_readable_by_other_users expects
+    try:
+        path = export_saved_model(
+            model, root / "models" / "t5_prompts", version=1, prompt_bank=bank,
+            max_input_length=MAX_INPUT, max_decode_length=MAX_DECODE,
+        )
+    finally:
+        os.umask(previous)
     return path
 
 
@@ -221,6 +227,15 @@ def _bad_requests(p):
          {"text": one, "prompt": _floats(p[0][None]),
           "candidates": _strings([[["a"]]])},
          r"`candidates` must be strings \[C\]"),
+        ("candidates_blank", "classify",
+         {"text": one, "prompt": _floats(p[0][None]),
+          "candidates": _strings(["positive", " "])},
+         r"`candidates` holds an empty candidate \(no tokens\)"),
+        ("candidates_too_long", "classify",
+         {"text": one, "prompt": _floats(p[0][None]),
+          "candidates": _strings([LONG[:60], LONG[:90]])},
+         r"`candidates` holds a candidate of\] \[\d+\] \[tokens; at most 5 fit "
+         r"max_decode_length 6"),
         ("candidates_batch", "classify",
          {"text": one, "prompt": _floats(p[0][None]),
           "candidates": _strings([["a", "b"], ["c", "d"]])},
@@ -647,6 +662,62 @@ def test_prompt_bank_from_files(tmp_path):
         PromptBank({})
     with pytest.raises(ValueError, match="distinct"):
         PromptBank.from_arrays({"x": a}, verbalizers={"x": ["a", "a"]})
+    with pytest.raises(ValueError, match="must be a list of strings; got 'neg'"):
+        PromptBank.from_arrays({"x": a}, verbalizers={"x": "neg"})
+
+
+def test_export_refuses_prompts_of_another_backbone(model, tmp_path):
+    prompt = np.zeros((PROMPT_LENGTH, HIDDEN), "float32")
+    other = {"fingerprint": "0123456789abcdef", "hidden_dim": HIDDEN}
+    save_prompt_file(tmp_path / "p", prompt, {"backbone": other})
+    with pytest.raises(ValueError, match=r"'backbone.fingerprint' is 0123456789"):
+        export_saved_model(model, tmp_path / "base", prompt_bank={"x": tmp_path / "p"})
+    assert not (tmp_path / "base").exists()
+
+
+def test_a_failed_export_leaves_nothing(model, tmp_path):
+    base = tmp_path / "models" / "t5"
+    with pytest.raises(ValueError, match="`version` must be an integer >= 0"):
+        export_saved_model(model, base, version=-1)
+    assert not (tmp_path / "models").exists()
+    too_long = PromptBank.from_arrays(
+        {"x": np.zeros((PROMPT_LENGTH, HIDDEN))}, {"x": ["yes", LONG]}
+    )
+    with pytest.raises(ValueError, match=r"Verbalizer .* of task 'x' has \d+ tokens"):
+        export_saved_model(
+            model, base, prompt_bank=too_long, max_decode_length=MAX_DECODE
+        )
+    assert not (tmp_path / "models").exists()
+
+
+def test_export_is_readable_by_other_users(exported):
+    """What a plain mkdir / open() gives under umask 022 (not mkdtemp's
+    0700): a model server running as another user can read the export."""
+    for entry in [exported, *exported.rglob("*")]:
+        mode = stat.S_IMODE(entry.stat().st_mode)
+        assert mode == (0o755 if entry.is_dir() else 0o644), (entry, oct(mode))
+
+
+def test_a_killed_exports_leftovers_are_removed(model, tmp_path):
+    base = tmp_path / "models" / "t5"
+    # Left by a killed export (nobody holds it), and another export's work in
+    # progress (locked).
+    stale = base / ".tmp-1-0123456789ab"
+    (stale / "variables").mkdir(parents=True)
+    (stale / "saved_model.pb").write_bytes(b"half written")
+    live = base / ".tmp-2-ba9876543210"
+    live.mkdir()
+    held = os.open(live, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        path = export_saved_model(
+            model, base, version=None, max_input_length=MAX_INPUT,
+            max_decode_length=MAX_DECODE, warmup=False,
+        )
+    finally:
+        os.close(held)
+    assert path == base / "1"
+    assert sorted(p.name for p in base.iterdir()) == [live.name, "1"]
 
 
 def test_core_tf_dynamic_update_slice_matches_xla():

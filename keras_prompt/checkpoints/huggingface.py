@@ -22,9 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_prompt import files
 from keras_prompt.models.geometries import GELU_TANH, resolve_activation
 
 __all__ = ["HFCheckpointError", "convert_hf_checkpoint", "load_hf_t5"]
@@ -213,13 +212,7 @@ def convert_hf_checkpoint(
         )
     backbone, tokenizer = load_hf_t5(checkpoint_dir)
 
-    preset_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(
-            prefix=f".{preset_dir.name}.", suffix=".tmp", dir=preset_dir.parent
-        )
-    )
-    try:
+    with files.staging_directory(preset_dir.parent, f".{preset_dir.name}.") as staging:
         backbone.save_to_preset(str(staging))
         tokenizer.save_to_preset(str(staging))
         if hasattr(keras_hub.models, "T5Seq2SeqLMPreprocessor"):
@@ -227,16 +220,9 @@ def convert_hf_checkpoint(
             # PromptTunedT5.from_preset builds its preprocessor itself.
             preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(tokenizer=tokenizer)
             preprocessor.save_to_preset(str(staging))
-        # mkdtemp creates 0700 directories; give the preset normal permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)
         if preset_dir.is_dir():
             preset_dir.rmdir()  # Empty, checked above; rename needs it gone.
         staging.rename(preset_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return preset_dir
 
 

@@ -439,7 +439,8 @@ class PromptTunedT5(T5Seq2SeqLM):
     def load_prompt(self, path: str | os.PathLike) -> dict[str, Any]:
         """Loads a prompt file into the model and returns its metadata.
 
-        The array must match this model's `(prompt_length, hidden_dim)`;
+        The array must match this model's `(prompt_length, hidden_dim)`, and
+        the metadata's backbone (when recorded) this model's backbone;
         nothing is assigned otherwise.
         """
         values, metadata = prompt_files.load_prompt_file(path)
@@ -449,14 +450,13 @@ class PromptTunedT5(T5Seq2SeqLM):
                 f"backbone has hidden size {self.backbone.hidden_dim}; a prompt only "
                 "works with the embedding space it was trained in."
             )
+        prompt_files.check_prompt_backbone(
+            metadata,
+            prompt_files.prompt_paths(path)[1],
+            fingerprint=backbone_fingerprint(self.backbone),
+            hidden_dim=self.backbone.hidden_dim,
+        )
         self.set_prompt(values)
-        expected = metadata.get("backbone", {}).get("fingerprint")
-        if expected and expected != backbone_fingerprint(self.backbone):
-            warnings.warn(
-                f"Prompt file {path} was trained on a backbone with fingerprint "
-                f"{expected}, not this one ({backbone_fingerprint(self.backbone)}).",
-                stacklevel=2,
-            )
         return metadata
 
     # ------------------------------------------------------------------
@@ -568,6 +568,12 @@ class PromptTunedT5(T5Seq2SeqLM):
                 "`candidates` must be a list of strings, or one equally long list "
                 f"per input ({len(texts)} inputs); got {len(per_example)} lists "
                 f"of lengths {sorted({len(c) for c in per_example})}."
+            )
+        blank = [c for row in per_example for c in row if not str(c).strip()]
+        if blank:
+            # An empty target scores only `</s>`, which nearly always wins.
+            raise ValueError(
+                f"`candidates` must be non-blank strings; got {blank[0]!r}."
             )
         if prompts is not None:
             self._require_prompt("`prompts`")

@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,6 +41,7 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
+from keras_prompt import files
 from keras_prompt.serving import client as serving_client
 from keras_prompt.serving.prompt_bank import PromptBank
 from keras_prompt.version import __version__
@@ -51,6 +51,8 @@ DEFAULT_TASK = "default"
 #: The export's metadata file, next to TF Serving's warmup file.
 METADATA_FILE = "prompt_bank.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
+#: Hidden name prefix of a version directory being written.
+_STAGING_PREFIX = ".tmp-"
 SIGNATURES = tuple(serving_client.SIGNATURE_INPUTS)
 
 
@@ -249,7 +251,9 @@ class _ServingGraph:
             for c, word in enumerate(bank.verbalizers[task]):
                 words[t, c] = word.encode("utf-8")
             counts[t] = len(bank.verbalizers[task])
-        ids, mask = self._tokenize_targets(tf.constant(words.reshape(-1)))
+        pieces = self.sp.tokenize(tf.constant(words.reshape(-1)))
+        self._check_verbalizers(bank, pieces.row_lengths().numpy())
+        ids, mask = self._targets(pieces)
         length = int(ids.shape[-1])
         shape = (len(self.tasks), self.max_labels, length)
         self.label_ids = tf.constant(tf.reshape(ids, shape).numpy())
@@ -268,6 +272,19 @@ class _ServingGraph:
             ),
             default_value=-1,
         )
+
+    def _check_verbalizers(self, bank: PromptBank, lengths: np.ndarray) -> None:
+        """Refuses verbalizers that tokenize to nothing or would be truncated."""
+        most = self.max_decode_length - 1
+        lengths = lengths.reshape(len(self.tasks), self.max_labels)
+        for t, task in enumerate(self.tasks):
+            for c, word in enumerate(bank.verbalizers[task]):
+                if not 1 <= lengths[t, c] <= most:
+                    raise ValueError(
+                        f"Verbalizer {word!r} of task {task!r} has {lengths[t, c]} "
+                        f"tokens; rank classification needs 1 to {most} "
+                        f"(max_decode_length {self.max_decode_length} minus </s>)."
+                    )
 
     # -- tokenization ---------------------------------------------------
     def _tokenize(self, text):
@@ -289,8 +306,12 @@ class _ServingGraph:
 
     def _tokenize_targets(self, text):
         """`[M]` targets -> `[M, T]` decoder ids `<pad> tokens </s>` + mask."""
-        pieces = self.sp.tokenize(text)[:, : self.max_decode_length - 1]
-        count = tf.shape(text)[0]
+        return self._targets(self.sp.tokenize(text))
+
+    def _targets(self, pieces):
+        """Ragged `[M, (n)]` target pieces -> `[M, T]` decoder ids + mask."""
+        pieces = pieces[:, : self.max_decode_length - 1]
+        count = pieces.nrows(out_type=tf.int32)
         start = tf.RaggedTensor.from_tensor(tf.fill([count, 1], self.pad_id))
         eos = tf.RaggedTensor.from_tensor(tf.fill([count, 1], self.eos_id))
         ids = tf.concat([start, tf.cast(pieces, tf.int32), eos], axis=1)
@@ -492,9 +513,36 @@ class _ServingGraph:
         )
         table = tf.reshape(candidates, [rows, num])
         table = tf.broadcast_to(table, [batch, num])
+        pieces = self.sp.tokenize(tf.reshape(table, [-1]))
+        lengths = pieces.row_lengths()
+        most = self.max_decode_length - 1
+        checked = _validate(
+            [
+                (
+                    tf.reduce_all(lengths > 0),
+                    [
+                        "`candidates` holds an empty candidate (no tokens); rank "
+                        "classification needs non-empty labels"
+                    ],
+                ),
+                (
+                    tf.reduce_all(lengths <= most),
+                    [
+                        "`candidates` holds a candidate of",
+                        tf.reduce_max(lengths),
+                        f"tokens; at most {most} fit max_decode_length "
+                        f"{self.max_decode_length} (with </s>), and truncating "
+                        "would make different candidates tie",
+                    ],
+                ),
+            ],
+            pieces.flat_values,
+            after=(table,),
+        )
+        pieces = pieces.with_flat_values(checked)
         token_ids, mask = self._tokenize(text)
         encoded, encoder_mask = self._encode(token_ids, mask, prompt)
-        target_ids, target_mask = self._tokenize_targets(tf.reshape(table, [-1]))
+        target_ids, target_mask = self._targets(pieces)
         target_ids = tf.reshape(target_ids, [batch, num, -1])
         target_mask = tf.reshape(target_mask, [batch, num, -1])
         scores = self._score(encoded, encoder_mask, target_ids, target_mask)
@@ -671,6 +719,9 @@ def _resolve_bank(model, prompt_bank) -> PromptBank:
             f"or array(s); got {type(prompt_bank).__name__}."
         )
     bank.check_shape(model.prompt_shape)
+    from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+
+    bank.check_backbone(backbone_fingerprint(model.backbone), model.backbone.hidden_dim)
     return bank
 
 
@@ -741,7 +792,11 @@ def export_saved_model(
     requests fail with `InvalidArgument` and a message saying what is wrong.
 
     The version directory is written under a temporary name and renamed when
-    complete, so a server polling `export_dir` never loads half an export.
+    complete, so a server polling `export_dir` never loads half an export. Its
+    files and directories get the permissions a plain `open()`/`mkdir` gives
+    under the caller's umask (the server may run as another user). A failed
+    export leaves nothing behind, and the next export removes what a killed
+    one left.
 
     Args:
         model: a `PromptTunedT5`; its weights are copied into the export.
@@ -752,9 +807,10 @@ def export_saved_model(
             own prompt under the task name `"default"`.
         max_input_length: encoder tokens per example, `</s>` included; default
             the preprocessor's `encoder_sequence_length`, else 512.
-        max_decode_length: most decoded tokens, `</s>` included (also the
-            longest `classify` candidate); default the preprocessor's
-            `decoder_sequence_length`, else 32.
+        max_decode_length: most decoded tokens, `</s>` included; a `classify`
+            candidate or verbalizer may have up to `max_decode_length - 1`
+            tokens (longer ones are refused rather than truncated into ties);
+            default the preprocessor's `decoder_sequence_length`, else 32.
         tokenizer: the SentencePiece vocabulary when the model has no
             preprocessor (keras-hub T5Tokenizer, `spiece.model` path or bytes).
         default_task: `serve_tf_examples`'s task for examples without one;
@@ -787,18 +843,17 @@ def export_saved_model(
         raise ValueError(
             f"`default_task` {default_task!r} is not in the bank ({bank.tasks})."
         )
-    export_dir = Path(export_dir)
-    export_dir.mkdir(parents=True, exist_ok=True)
-    if version is None:
-        version = _next_version(export_dir)
-    if not isinstance(version, (int, np.integer)) or version < 0:
+    if version is not None and (
+        not isinstance(version, (int, np.integer))
+        or isinstance(version, bool)
+        or version < 0
+    ):
         raise ValueError(f"`version` must be an integer >= 0; got {version!r}.")
-    target = export_dir / str(int(version))
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{target} already exists; pick another `version` (TF Serving "
-            "versions are immutable) or pass `overwrite=True`."
-        )
+    export_dir = Path(export_dir)
+    if export_dir.exists() and not export_dir.is_dir():
+        raise FileExistsError(f"{export_dir} exists and is not a directory.")
+    if version is not None:
+        _check_free(export_dir / str(int(version)), overwrite)
 
     import tensorflow_text as tf_text
 
@@ -841,23 +896,55 @@ def export_saved_model(
         "model": model.prompt_metadata()["backbone"],
     }
 
-    temp = Path(tempfile.mkdtemp(prefix=f".tmp-{int(version)}-", dir=export_dir))
+    created = _missing_directories(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
     try:
-        tf.saved_model.save(module, str(temp), signatures=signatures)
-        extra = temp / "assets.extra"
-        extra.mkdir(exist_ok=True)
-        (extra / METADATA_FILE).write_text(
-            json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
-        if warmup:
-            _write_warmup(extra / WARMUP_FILE, bank, default_task)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(temp, target)
+        # Versions a killed export left half-written (nobody holds their lock).
+        files.remove_stale(export_dir, [f"{_STAGING_PREFIX}*"])
+        if version is None:
+            version = _next_version(export_dir)
+        target = export_dir / str(int(version))
+        _check_free(target, overwrite)
+        with files.staging_directory(
+            export_dir, f"{_STAGING_PREFIX}{int(version)}-"
+        ) as temp:
+            tf.saved_model.save(module, str(temp), signatures=signatures)
+            extra = temp / "assets.extra"
+            extra.mkdir(exist_ok=True)
+            (extra / METADATA_FILE).write_text(
+                json.dumps(metadata, indent=2, sort_keys=True) + "\n",
+                encoding="utf-8",
+            )
+            if warmup:
+                _write_warmup(extra / WARMUP_FILE, bank, default_task)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(temp, target)
     except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+        # A failed export leaves nothing behind, not even the base directory.
+        for directory in created:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
         raise
+    files.sync_directory(export_dir)
     return target
+
+
+def _check_free(target: Path, overwrite: bool) -> None:
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target} already exists; pick another `version` (TF Serving "
+            "versions are immutable) or pass `overwrite=True`."
+        )
+
+
+def _missing_directories(path: Path) -> list[Path]:
+    """The directories `path.mkdir(parents=True)` would create, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def _write_warmup(path: Path, bank: PromptBank, task: str) -> None:

@@ -40,6 +40,15 @@ def _as_list(value) -> list:
     return [np.asarray(value)]
 
 
+def _labels(task: str, words) -> tuple[str, ...]:
+    """A task's verbalizers as a tuple; a lone string is refused, not split."""
+    if isinstance(words, (str, bytes)) or not isinstance(words, (list, tuple)):
+        raise ValueError(
+            f"Verbalizers of task {task!r} must be a list of strings; got {words!r}."
+        )
+    return tuple(words)
+
+
 def _registry_verbalizers(task: str) -> tuple[str, ...]:
     """The verbalizers of a task known to `keras_prompt.data`, else ()."""
     from keras_prompt.data.tasks import TASKS
@@ -64,6 +73,9 @@ class PromptBank:
             `()` for a task that is only served by generation.
         sources: task name -> where each prompt came from (file path or
             `"<array>"`), recorded in the export's metadata.
+        backbones: task name -> the `backbone` field of each prompt file's
+            metadata (`None` for arrays and files without one), checked
+            against the exported model by `check_backbone`.
 
     Example:
 
@@ -78,6 +90,7 @@ class PromptBank:
     prompts: dict[str, list[np.ndarray]]
     verbalizers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)
+    backbones: dict[str, list[dict[str, Any] | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -105,7 +118,7 @@ class PromptBank:
                 f"Verbalizers were given for tasks without prompts: {sorted(unknown)}."
             )
         self.verbalizers = {
-            task: tuple(self.verbalizers.get(task, ())) for task in self.prompts
+            task: _labels(task, self.verbalizers.get(task, ())) for task in self.prompts
         }
         for task, words in self.verbalizers.items():
             if any(not isinstance(w, str) or not w for w in words):
@@ -120,6 +133,10 @@ class PromptBank:
                 )
         self.sources = {
             task: list(self.sources.get(task, ["<array>"] * len(arrays)))
+            for task, arrays in self.prompts.items()
+        }
+        self.backbones = {
+            task: list(self.backbones.get(task, [None] * len(arrays)))
             for task, arrays in self.prompts.items()
         }
 
@@ -139,7 +156,7 @@ class PromptBank:
         """
         verbalizers = dict(verbalizers or {})
         resolved = {
-            task: tuple(verbalizers.get(task, _registry_verbalizers(task)))
+            task: _labels(task, verbalizers.get(task, _registry_verbalizers(task)))
             for task in arrays
         }
         return cls(
@@ -164,11 +181,13 @@ class PromptBank:
         verbalizers = dict(verbalizers or {})
         prompts: dict[str, list[np.ndarray]] = {}
         sources: dict[str, list[str]] = {}
+        backbones: dict[str, list[dict[str, Any] | None]] = {}
         resolved: dict[str, tuple[str, ...]] = {}
         for task, value in files.items():
-            prompts[task], sources[task] = [], []
+            prompts[task], sources[task], backbones[task] = [], [], []
             from_metadata: set[tuple[str, ...]] = set()
             for item in _as_list(value):
+                metadata = {}
                 if isinstance(item, (str, os.PathLike)):
                     array, metadata = prompt_files.load_prompt_file(item)
                     sources[task].append(os.fspath(item))
@@ -178,8 +197,9 @@ class PromptBank:
                     array = prompt_files.check_prompt_array(item)
                     sources[task].append("<array>")
                 prompts[task].append(array)
+                backbones[task].append(metadata.get("backbone"))
             if task in verbalizers:
-                resolved[task] = tuple(verbalizers[task])
+                resolved[task] = _labels(task, verbalizers[task])
             elif len(from_metadata) > 1:
                 raise ValueError(
                     f"The prompt files of task {task!r} disagree on its "
@@ -189,7 +209,12 @@ class PromptBank:
                 resolved[task] = from_metadata.pop()
             else:
                 resolved[task] = _registry_verbalizers(task)
-        return cls(prompts=prompts, verbalizers=resolved, sources=sources)
+        return cls(
+            prompts=prompts,
+            verbalizers=resolved,
+            sources=sources,
+            backbones=backbones,
+        )
 
     # ------------------------------------------------------------------
     # Views used by the exporter
@@ -223,6 +248,18 @@ class PromptBank:
         for arrays in self.prompts.values():
             for array in arrays:
                 prompt_files.check_prompt_array(array, tuple(prompt_shape))
+
+    def check_backbone(self, fingerprint: str, hidden_dim: int) -> None:
+        """Raises unless every prompt file's metadata names this backbone."""
+        for task, entries in self.backbones.items():
+            for source, backbone in zip(self.sources[task], entries):
+                if backbone is not None:
+                    prompt_files.check_prompt_backbone(
+                        {"backbone": backbone},
+                        source,
+                        fingerprint=fingerprint,
+                        hidden_dim=hidden_dim,
+                    )
 
     def metadata(self) -> dict[str, Any]:
         """JSON-able description (no arrays), stored in the export."""
