@@ -238,6 +238,13 @@ def _load_split(task, split, args, limit=None, format_as=None):
     return examples[:limit] if limit else examples
 
 
+def _split_source(task, split, args) -> dict:
+    """Which file (and rows) a split was read from, for metrics.json."""
+    from keras_prompt.data import split_source
+
+    return split_source(task, split, args.data_dir, args.tfds_data_dir).to_json()
+
+
 def _get_strategy(args):
     """The `--strategy`; made first, as multi-worker set-up must precede TF ops."""
     from keras_prompt import distribute
@@ -371,6 +378,8 @@ def cmd_train(args) -> int:
         "train_seconds": round(train_seconds, 1),
         "final_loss": None if losses[-1] is None else float(losses[-1]),
         "eval_split": args.eval_split,
+        "train_source": _split_source(task, "train", args),
+        "eval_source": _split_source(task, args.eval_split, args),
         "backbone_health": health,
         "eval": None,
     }
@@ -445,6 +454,7 @@ def cmd_eval(args) -> int:
             "split": args.split,
             "prompt": args.prompt,
             "format_as": scored_task.name,
+            "source": _split_source(task, args.split, args),
             **metrics,
         }
     )
