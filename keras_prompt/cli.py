@@ -2,6 +2,7 @@
 
 keras-prompt make-preset --geometry t5_small --vocab spiece.model --out DIR
 keras-prompt import-hf HF_CHECKPOINT_DIR --out PRESET_DIR
+keras-prompt export-hf PRESET --out HF_CHECKPOINT_DIR
 keras-prompt lm-adapt --corpus DIR --vocab spiece.model --geometry t5_1_1_mini --out RUN
 keras-prompt train --task sst2 --model PRESET --data-dir DATA --out OUT
     [--strategy default|mirrored|multiworker|tpu] [--backup-dir DIR]
@@ -163,6 +164,19 @@ def cmd_import_hf(args) -> int:
 
     path = convert_hf_checkpoint(args.checkpoint, args.out)
     _print_json({"preset": str(path)})
+    return 0
+
+
+def cmd_export_hf(args) -> int:
+    from keras_prompt.checkpoints import export_hf_checkpoint
+
+    try:
+        path = export_hf_checkpoint(args.preset, args.out, dtype=args.dtype)
+    except FileExistsError as error:
+        raise ValueError(str(error)) from None
+    _print_json(
+        {"checkpoint": str(path), "files": sorted(p.name for p in path.iterdir())}
+    )
     return 0
 
 
@@ -696,6 +710,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import_hf)
+
+    p = sub.add_parser(
+        "export-hf",
+        help="write a T5 preset as a Hugging Face checkpoint (config.json, "
+        "model.safetensors, spiece.model)",
+    )
+    p.add_argument("preset", help="keras-hub preset name/dir or HF T5 checkpoint dir")
+    p.add_argument("--out", required=True, help="new or empty directory")
+    p.add_argument(
+        "--dtype", default="float32", choices=("float32", "bfloat16", "float16")
+    )
+    p.set_defaults(func=cmd_export_hf)
 
     p = sub.add_parser(
         "check-backbone",
