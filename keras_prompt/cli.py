@@ -3,6 +3,8 @@
 keras-prompt make-preset --geometry t5_small --vocab spiece.model --out DIR
 keras-prompt import-hf HF_CHECKPOINT_DIR --out PRESET_DIR
 keras-prompt export-hf PRESET --out HF_CHECKPOINT_DIR
+keras-prompt import-peft ADAPTER_DIR --out OUT/sst2 [--model PRESET]
+keras-prompt export-peft OUT/sst2.npy --out ADAPTER_DIR [--model PRESET]
 keras-prompt lm-adapt --corpus DIR --vocab spiece.model --geometry t5_1_1_mini --out RUN
 keras-prompt train --task sst2 --model PRESET --data-dir DATA --out OUT
     [--strategy default|mirrored|multiworker|tpu] [--backup-dir DIR]
@@ -177,6 +179,54 @@ def cmd_export_hf(args) -> int:
     _print_json(
         {"checkpoint": str(path), "files": sorted(p.name for p in path.iterdir())}
     )
+    return 0
+
+
+def _backbone_or_none(model: str | None):
+    if not model:
+        return None
+    from keras_prompt.models.prompt_tuned_t5 import load_backbone
+
+    return load_backbone(model)[0]
+
+
+def cmd_import_peft(args) -> int:
+    from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+    from keras_prompt.peft_prompts import load_peft_prompt
+    from keras_prompt.prompts import save_prompt_file
+
+    backbone = _backbone_or_none(args.model)
+    prompt, metadata = load_peft_prompt(
+        args.adapter, hidden_dim=backbone.hidden_dim if backbone else None
+    )
+    if backbone is not None and "backbone" not in metadata:
+        metadata["backbone"] = {
+            "fingerprint": backbone_fingerprint(backbone),
+            "preset": args.model,
+            "hidden_dim": backbone.hidden_dim,
+        }
+    path = save_prompt_file(args.out, prompt, metadata)
+    _print_json({"prompt": str(path), "shape": list(prompt.shape)})
+    return 0
+
+
+def cmd_export_peft(args) -> int:
+    from keras_prompt.peft_prompts import save_peft_prompt
+    from keras_prompt.prompts import load_prompt_file
+
+    prompt, metadata = load_prompt_file(args.prompt)
+    backbone = _backbone_or_none(args.model)
+    try:
+        path = save_peft_prompt(
+            prompt,
+            args.out,
+            model=backbone,
+            base_model_name_or_path=args.base_model or args.model,
+            metadata=metadata,
+        )
+    except FileExistsError as error:
+        raise ValueError(str(error)) from None
+    _print_json({"adapter": str(path), "shape": list(prompt.shape)})
     return 0
 
 
@@ -722,6 +772,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", default="float32", choices=("float32", "bfloat16", "float16")
     )
     p.set_defaults(func=cmd_export_hf)
+
+    p = sub.add_parser(
+        "import-peft", help="a PEFT prompt-tuning adapter as a prompt file"
+    )
+    p.add_argument("adapter", help="PEFT adapter dir (adapter_config.json, weights)")
+    p.add_argument("--out", required=True, help="prompt path: writes OUT.npy, OUT.json")
+    p.add_argument("--model", help="check the width against this preset/checkpoint")
+    p.set_defaults(func=cmd_import_peft)
+
+    p = sub.add_parser(
+        "export-peft", help="a prompt file as a PEFT prompt-tuning adapter"
+    )
+    p.add_argument("prompt", help="prompt file (.npy, with its .json)")
+    p.add_argument("--out", required=True, help="new or empty adapter directory")
+    p.add_argument("--model", help="check the width against this preset/checkpoint")
+    p.add_argument(
+        "--base-model", help="base_model_name_or_path to record (default: --model)"
+    )
+    p.set_defaults(func=cmd_export_peft)
 
     p = sub.add_parser(
         "check-backbone",

@@ -24,9 +24,6 @@ later as poor prompt-tuning results.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -36,6 +33,7 @@ from keras_prompt.checkpoints import convert_t5, export_t5
 from keras_prompt.checkpoints.errors import HFCheckpointError
 from keras_prompt.checkpoints.hf_weights import HFWeightLoader
 from keras_prompt.checkpoints.safetensors_io import write_safetensors
+from keras_prompt.checkpoints.staging import require_new_dir, staged_dir
 
 __all__ = [
     "HFCheckpointError",
@@ -127,10 +125,10 @@ def convert_hf_checkpoint(
     Returns:
         ``preset_dir`` as a ``Path``.
     """
-    preset_dir = _require_new_dir(Path(preset_dir))
+    preset_dir = require_new_dir(Path(preset_dir))
     backbone, tokenizer = load_hf_t5(checkpoint_dir)
 
-    with _staged(preset_dir) as staging:
+    with staged_dir(preset_dir) as staging:
         backbone.save_to_preset(str(staging))
         tokenizer.save_to_preset(str(staging))
         if hasattr(keras_hub.models, "T5Seq2SeqLMPreprocessor"):
@@ -179,12 +177,12 @@ def export_hf_checkpoint(
     """
     from keras_prompt.models.prompt_tuned_t5 import load_backbone
 
-    out_dir = _require_new_dir(Path(out_dir))
+    out_dir = require_new_dir(Path(out_dir))
     backbone, tokenizer = load_backbone(os.fspath(preset))
     config = export_t5.get_t5_config(backbone, tokenizer)
     weights = export_t5.get_t5_weights_map(backbone, include_lm_head=True)
     config["torch_dtype"] = dtype
-    with _staged(out_dir) as staging:
+    with staged_dir(out_dir) as staging:
         export_t5.write_json(staging / CONFIG_FILE, config)
         write_safetensors(staging / "model.safetensors", weights, dtype=dtype)
         (staging / SPIECE_FILE).write_bytes(export_t5.get_t5_spiece_model(tokenizer))
@@ -193,36 +191,6 @@ def export_hf_checkpoint(
             export_t5.get_t5_tokenizer_config(tokenizer),
         )
     return out_dir
-
-
-def _require_new_dir(directory: Path) -> Path:
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise FileExistsError(
-            f"Output directory {directory} already exists and is not empty; "
-            "expected a new or empty directory, refusing to overwrite it."
-        )
-    return directory
-
-
-@contextmanager
-def _staged(target: Path):
-    """A temporary directory beside ``target``, renamed to it on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    )
-    try:
-        yield staging
-        # mkdtemp creates 0700 directories; give the result normal permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)
-        if target.is_dir():
-            target.rmdir()  # Empty, checked by the caller; rename needs it gone.
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _require_dir(checkpoint_dir: str | os.PathLike) -> Path:
