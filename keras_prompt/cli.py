@@ -3,6 +3,7 @@
 keras-prompt make-preset --geometry t5_small --vocab spiece.model --out DIR
 keras-prompt import-hf HF_CHECKPOINT_DIR --out PRESET_DIR
 keras-prompt export-hf PRESET --out HF_CHECKPOINT_DIR
+keras-prompt import-t5x T5X_CHECKPOINT_DIR --vocab spiece.model --out PRESET_DIR
 keras-prompt import-peft ADAPTER_DIR --out OUT/sst2 [--model PRESET]
 keras-prompt export-peft OUT/sst2.npy --out ADAPTER_DIR [--model PRESET]
 keras-prompt lm-adapt --corpus DIR --vocab spiece.model --geometry t5_1_1_mini --out RUN
@@ -178,6 +179,32 @@ def cmd_export_hf(args) -> int:
         raise ValueError(str(error)) from None
     _print_json(
         {"checkpoint": str(path), "files": sorted(p.name for p in path.iterdir())}
+    )
+    return 0
+
+
+def cmd_import_t5x(args) -> int:
+    from keras_prompt.checkpoints.t5x import (
+        convert_t5x_checkpoint,
+        read_t5x_checkpoint,
+    )
+
+    checkpoint = read_t5x_checkpoint(args.checkpoint)
+    try:
+        path = convert_t5x_checkpoint(
+            checkpoint.directory,
+            args.out,
+            args.vocab,
+            relative_attention_max_distance=args.max_distance,
+        )
+    except FileExistsError as error:
+        raise ValueError(str(error)) from None
+    _print_json(
+        {
+            "preset": str(path),
+            "checkpoint": str(checkpoint.directory),
+            "step": checkpoint.step,
+        }
     )
     return 0
 
@@ -772,6 +799,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", default="float32", choices=("float32", "bfloat16", "float16")
     )
     p.set_defaults(func=cmd_export_hf)
+
+    p = sub.add_parser(
+        "import-t5x", help="convert a T5X (T5 1.0/1.1) checkpoint to a preset"
+    )
+    p.add_argument(
+        "checkpoint", help="checkpoint_<step> dir, or a dir of them (latest read)"
+    )
+    p.add_argument("--vocab", required=True, help="the model's spiece.model")
+    p.add_argument("--out", required=True, help="new or empty preset directory")
+    p.add_argument(
+        "--max-distance",
+        type=int,
+        default=128,
+        help="the checkpoint's relative_attention max_distance (not stored in it)",
+    )
+    p.set_defaults(func=cmd_import_t5x)
 
     p = sub.add_parser(
         "import-peft", help="a PEFT prompt-tuning adapter as a prompt file"

@@ -39,6 +39,7 @@ __all__ = [
     "convert_backbone_config",
     "convert_tokenizer",
     "convert_weights",
+    "expected_shapes",
     "parse_config",
     "read_config",
     "resolve_lm_head",
@@ -277,10 +278,14 @@ def convert_tokenizer(
 ) -> keras_hub.models.T5Tokenizer:
     """The checkpoint's ``spiece.model`` as a ``cls`` (``T5Tokenizer``).
 
+    ``preset`` is the checkpoint directory, or the SentencePiece file itself
+    (formats such as T5X keep it apart from the weights).
     ``vocabulary_size`` (the config's ``vocab_size``) is checked to hold
     every piece.
     """
-    spiece_path = Path(preset) / SPIECE_FILE
+    spiece_path = Path(preset)
+    if not spiece_path.is_file():
+        spiece_path = spiece_path / SPIECE_FILE
     if not spiece_path.is_file():
         raise FileNotFoundError(
             f"{spiece_path} not found; expected the model's SentencePiece "
@@ -349,7 +354,7 @@ def _block_layers(spec: T5Spec, stack: str, i: int) -> dict[str, tuple[int, ...]
     return shapes
 
 
-def _expected_shapes(spec: T5Spec) -> dict[str, tuple[int, ...]]:
+def expected_shapes(spec: T5Spec) -> dict[str, tuple[int, ...]]:
     """PyTorch-layout shapes of every tensor except the embedding and lm_head."""
     shapes: dict[str, tuple[int, ...]] = {}
     for stack in ("encoder", "decoder"):
@@ -372,8 +377,12 @@ def check_tensors(
     expected: dict[str, tuple[int, ...]],
     spec: T5Spec,
     source: str,
+    config_name: str = CONFIG_FILE,
 ) -> str:
-    """Validate names and shapes; return the name of the embedding tensor."""
+    """Validate names and shapes; return the name of the embedding tensor.
+
+    ``config_name`` names what the geometry came from, in errors.
+    """
     embedding_name = next((n for n in _EMBEDDING_NAMES if n in tensors), None)
     missing = [name for name in expected if name not in tensors]
     if embedding_name is None:
@@ -385,7 +394,7 @@ def check_tensors(
             f", ... ({len(missing) - 12} more)" if len(missing) > 12 else ""
         )
         raise HFCheckpointError(
-            f"{source} is missing {len(missing)} tensor(s) that config.json "
+            f"{source} is missing {len(missing)} tensor(s) that {config_name} "
             f"({_config_summary(spec)}) requires: {shown}."
         )
 
@@ -398,7 +407,7 @@ def check_tensors(
         )
         raise HFCheckpointError(
             f"{source} has {len(unexpected)} tensor(s) that a T5 model with "
-            f"config.json ({_config_summary(spec)}) does not use: {shown}. "
+            f"{config_name} ({_config_summary(spec)}) does not use: {shown}. "
             "The config probably does not describe these weights."
         )
 
@@ -412,7 +421,7 @@ def check_tensors(
         if found != shape:
             raise HFCheckpointError(
                 f"Tensor '{name}' in {tensors[name].origin} has shape {found}; "
-                f"expected {shape} from config.json ({_config_summary(spec)})."
+                f"expected {shape} from {config_name} ({_config_summary(spec)})."
             )
     return embedding_name
 

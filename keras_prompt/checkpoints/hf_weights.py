@@ -21,7 +21,7 @@ import numpy as np
 from keras_prompt.checkpoints.errors import HFCheckpointError
 from keras_prompt.checkpoints.safetensors_io import StoredTensor, index_safetensors
 
-__all__ = ["HFWeightLoader", "index_weights"]
+__all__ = ["HFWeightLoader", "TensorLoader", "index_weights"]
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX_FILE = "model.safetensors.index.json"
@@ -37,19 +37,17 @@ _UNSUPPORTED_WEIGHT_FILES = {
 }
 
 
-class HFWeightLoader:
-    """The tensors of a Hugging Face checkpoint directory, read on demand.
+class TensorLoader:
+    """Named tensors in Hugging Face (PyTorch) layout, read on demand.
 
     Args:
-        checkpoint_dir: The directory ``save_pretrained`` wrote.
-
-    Attributes:
-        source: The weights file (or shard index) the tensors come from.
-        tensors: ``{name: StoredTensor}``, shapes in PyTorch layout.
+        source: What the tensors come from (a file or directory), for errors.
+        tensors: ``{hf_weight_key: StoredTensor}``.
     """
 
-    def __init__(self, checkpoint_dir: str | Path):
-        self.source, self.tensors = index_weights(Path(checkpoint_dir))
+    def __init__(self, source: str, tensors: dict[str, StoredTensor]):
+        self.source = source
+        self.tensors = tensors
 
     def get_tensor(self, hf_weight_key: str) -> np.ndarray:
         """The tensor ``hf_weight_key`` as float32, PyTorch layout."""
@@ -77,6 +75,21 @@ class HFWeightLoader:
                 f"tensor '{hf_weight_key}' maps to shape {tuple(value.shape)}."
             )
         keras_variable.assign(value)
+
+
+class HFWeightLoader(TensorLoader):
+    """The tensors of a Hugging Face checkpoint directory, read on demand.
+
+    Args:
+        checkpoint_dir: The directory ``save_pretrained`` wrote.
+
+    Attributes:
+        source: The weights file (or shard index) the tensors come from.
+        tensors: ``{name: StoredTensor}``, shapes in PyTorch layout.
+    """
+
+    def __init__(self, checkpoint_dir: str | Path):
+        super().__init__(*index_weights(Path(checkpoint_dir)))
 
 
 def index_weights(checkpoint_dir: Path) -> tuple[str, dict[str, StoredTensor]]:

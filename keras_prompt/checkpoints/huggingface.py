@@ -90,7 +90,7 @@ def load_hf_t5(
         keras_hub.models.T5Tokenizer, checkpoint_dir, vocabulary_size=spec.vocab_size
     )
     embedding_name = convert_t5.check_tensors(
-        loader.tensors, convert_t5._expected_shapes(spec), spec, loader.source
+        loader.tensors, convert_t5.expected_shapes(spec), spec, loader.source
     )
     tie, _ = convert_t5.resolve_lm_head(
         loader.tensors, loader.get_tensor(embedding_name), spec
