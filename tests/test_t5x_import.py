@@ -22,11 +22,8 @@ from interop_helpers import cli_error, keras_prompt_outputs, transformers_output
 
 from keras_prompt import PromptTunedT5
 from keras_prompt.checkpoints import T5XCheckpointError
-from keras_prompt.checkpoints.t5x import (
-    bucket_mapping,
-    load_t5x_t5,
-    read_t5x_checkpoint,
-)
+from keras_prompt.checkpoints.relative_position import bucket_mapping
+from keras_prompt.checkpoints.t5x import load_t5x_t5, read_t5x_checkpoint
 
 ATOL = 1e-4
 TINY = dict(

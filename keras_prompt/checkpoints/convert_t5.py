@@ -29,6 +29,11 @@ import keras_hub
 import numpy as np
 
 from keras_prompt.checkpoints.errors import HFCheckpointError
+from keras_prompt.checkpoints.relative_position import (
+    KERAS_HUB_RELATIVE_ATTENTION_MAX_DISTANCE,
+    KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS,
+    bucket_mapping,
+)
 from keras_prompt.checkpoints.safetensors_io import StoredTensor
 from keras_prompt.models.geometries import GELU_TANH, resolve_activation
 
@@ -56,9 +61,6 @@ SPIECE_FILE = "spiece.model"
 # still found in old configs.
 SUPPORTED_ARCHITECTURES = ("T5ForConditionalGeneration", "T5WithLMHeadModel")
 
-# T5MultiHeadAttention in keras-hub hard-codes its relative position buckets.
-KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS = 32
-KERAS_HUB_RELATIVE_ATTENTION_MAX_DISTANCE = 128
 
 # transformers.T5Config defaults, so that a field missing from config.json
 # means what it means to transformers.
@@ -103,6 +105,8 @@ class T5Spec:
     # A transformers 4.x config with tie_word_embeddings=false promises a
     # separate lm_head.weight tensor.
     lm_head_required: bool
+    num_buckets: int = KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS
+    max_distance: int = KERAS_HUB_RELATIVE_ATTENTION_MAX_DISTANCE
 
 
 def read_config(config_path: Path) -> dict:
@@ -175,16 +179,27 @@ def parse_config(config: dict, config_path: Path) -> T5Spec:
             "keras-hub's T5Backbone uses one layer count for encoder and decoder."
         )
 
-    for name, supported in (
-        ("relative_attention_num_buckets", KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS),
-        ("relative_attention_max_distance", KERAS_HUB_RELATIVE_ATTENTION_MAX_DISTANCE),
+    num_buckets = _field(config, "relative_attention_num_buckets", config_path, int)
+    max_distance = _field(config, "relative_attention_max_distance", config_path, int)
+    if any(
+        bucket_mapping(num_buckets, max_distance, bidirectional) is None
+        for bidirectional in (True, False)
     ):
-        value = _field(config, name, config_path, int)
-        if value != supported:
-            raise HFCheckpointError(
-                f"{config_path}: field '{name}' is {value}; expected {supported}, "
-                "the value keras-hub's T5MultiHeadAttention hard-codes."
-            )
+        name, value, supported = (
+            ("relative_attention_num_buckets", num_buckets,
+             KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS)
+            if num_buckets != KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS
+            else ("relative_attention_max_distance", max_distance,
+                  KERAS_HUB_RELATIVE_ATTENTION_MAX_DISTANCE)
+        )
+        raise HFCheckpointError(
+            f"{config_path}: field '{name}' is {value}; expected {supported}, "
+            "the value keras-hub's T5MultiHeadAttention hard-codes ("
+            f"{num_buckets} relative-position buckets with max_distance "
+            f"{max_distance} cannot be mapped exactly onto its "
+            f"{KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS} buckets with max_distance "
+            f"{KERAS_HUB_RELATIVE_ATTENTION_MAX_DISTANCE})."
+        )
 
     dropout_rate = _field(config, "dropout_rate", config_path, float)
     if not 0.0 <= dropout_rate < 1.0:
@@ -216,6 +231,8 @@ def parse_config(config: dict, config_path: Path) -> T5Spec:
         activation=activation,
         scale_logits=scale_logits,
         lm_head_required=tie_word_embeddings is False,
+        num_buckets=num_buckets,
+        max_distance=max_distance,
     )
 
 
@@ -270,7 +287,20 @@ def convert_weights(
         )
         embedding.reverse_embeddings.assign(head.T)
     for name, variable, transpose in weight_plan(backbone):
-        loader.port_weight(variable, name, hook_fn=_transpose if transpose else None)
+        hook = _transpose if transpose else None
+        if name.endswith("relative_attention_bias.weight"):
+            hook = _bucket_hook(spec, bidirectional=name.startswith("encoder."))
+        loader.port_weight(variable, name, hook_fn=hook)
+
+
+def _bucket_hook(spec: T5Spec, bidirectional: bool):
+    """Re-index a ``(num_buckets, heads)`` bias table onto keras-hub's buckets."""
+    mapping = bucket_mapping(spec.num_buckets, spec.max_distance, bidirectional)
+
+    def hook(tensor: np.ndarray, keras_shape: tuple) -> np.ndarray:
+        return tensor[mapping]
+
+    return hook
 
 
 def convert_tokenizer(
@@ -343,7 +373,7 @@ def _block_layers(spec: T5Spec, stack: str, i: int) -> dict[str, tuple[int, ...]
         shapes[f"{prefix}.{index}.layer_norm.weight"] = (spec.d_model,)
     if i == 0:
         shapes[f"{prefix}.0.SelfAttention.relative_attention_bias.weight"] = (
-            KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS,
+            spec.num_buckets,
             spec.num_heads,
         )
     ff = len(attentions)

@@ -29,12 +29,12 @@ import keras
 import keras_hub
 import numpy as np
 
-from keras_prompt.checkpoints.convert_t5 import (
+from keras_prompt.checkpoints.convert_t5 import weight_plan
+from keras_prompt.checkpoints.errors import HFCheckpointError
+from keras_prompt.checkpoints.relative_position import (
     KERAS_HUB_RELATIVE_ATTENTION_MAX_DISTANCE,
     KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS,
-    weight_plan,
 )
-from keras_prompt.checkpoints.errors import HFCheckpointError
 from keras_prompt.models.geometries import GELU_TANH, resolve_activation
 
 __all__ = [

@@ -21,10 +21,9 @@ Orbax/OCDBT checkpoints (newer T5X) are refused with a message saying so.
 
 T5X checkpoints carry no vocabulary (gin names it); pass the model's
 SentencePiece file. They store the number of relative-position buckets (the
-bias tables' width) but not ``max_distance`` (T5's is 128). keras-hub's T5
-hard-codes 32 buckets and distance 128; a table with other settings is
-expanded exactly onto keras-hub's buckets when every keras-hub bucket falls
-inside one of the checkpoint's, and refused otherwise.
+bias tables' width) but not ``max_distance`` (T5's is 128); other settings
+than keras-hub's 32 / 128 are mapped as for Hugging Face checkpoints
+(``relative_position.bucket_mapping``).
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ import keras_hub
 import numpy as np
 
 from keras_prompt.checkpoints import convert_t5
-from keras_prompt.checkpoints.errors import T5XCheckpointError
+from keras_prompt.checkpoints.errors import HFCheckpointError, T5XCheckpointError
 from keras_prompt.checkpoints.hf_weights import TensorLoader
 from keras_prompt.checkpoints.safetensors_io import StoredTensor
 from keras_prompt.checkpoints.staging import require_new_dir, staged_dir
@@ -216,31 +215,36 @@ def load_t5x_t5(
     checkpoint = read_t5x_checkpoint(path)
     config, tensors = _to_hf(checkpoint, relative_attention_max_distance)
     source = str(checkpoint.directory)
-    spec = convert_t5.parse_config(config, checkpoint.directory / CHECKPOINT_FILE)
-    vocab = Path(vocab)
-    if not vocab.is_file():
-        raise FileNotFoundError(
-            f"Vocabulary {vocab} not found; expected the model's SentencePiece "
-            "file (T5X checkpoints do not include one)."
+    # The checks are convert_t5's (on the mapped names); their errors are
+    # about this T5X checkpoint.
+    try:
+        spec = convert_t5.parse_config(config, checkpoint.directory / CHECKPOINT_FILE)
+        vocab = Path(vocab)
+        if not vocab.is_file():
+            raise FileNotFoundError(
+                f"Vocabulary {vocab} not found; expected the model's SentencePiece "
+                "file (T5X checkpoints do not include one)."
+            )
+        tokenizer = convert_t5.convert_tokenizer(
+            keras_hub.models.T5Tokenizer, vocab, vocabulary_size=spec.vocab_size
         )
-    tokenizer = convert_t5.convert_tokenizer(
-        keras_hub.models.T5Tokenizer, vocab, vocabulary_size=spec.vocab_size
-    )
-    embedding_name = convert_t5.check_tensors(
-        tensors,
-        convert_t5.expected_shapes(spec),
-        spec,
-        source,
-        config_name="the geometry of its embedding and layer-0 arrays",
-    )
-    loader = TensorLoader(source, tensors)
-    tie, _ = convert_t5.resolve_lm_head(
-        tensors, loader.get_tensor(embedding_name), spec
-    )
-    backbone_config = convert_t5.convert_backbone_config(config, source)
-    backbone_config["tie_embedding_weights"] = tie
-    backbone = convert_t5.backbone_cls(**backbone_config, dtype=dtype)
-    convert_t5.convert_weights(backbone, loader, config)
+        embedding_name = convert_t5.check_tensors(
+            tensors,
+            convert_t5.expected_shapes(spec),
+            spec,
+            source,
+            config_name="the geometry of its embedding and layer-0 arrays",
+        )
+        loader = TensorLoader(source, tensors)
+        tie, _ = convert_t5.resolve_lm_head(
+            tensors, loader.get_tensor(embedding_name), spec
+        )
+        backbone_config = convert_t5.convert_backbone_config(config, source)
+        backbone_config["tie_embedding_weights"] = tie
+        backbone = convert_t5.backbone_cls(**backbone_config, dtype=dtype)
+        convert_t5.convert_weights(backbone, loader, config)
+    except HFCheckpointError as error:
+        raise T5XCheckpointError(str(error)) from None
     return backbone, tokenizer
 
 
@@ -495,30 +499,16 @@ def _to_hf(
         # T5X's T5 1.1 has a separate logits_dense (unscaled); T5 1.0 reuses
         # the embedding and scales by d_model**-0.5, as transformers' tied T5.
         "tie_word_embeddings": "decoder/logits_dense/kernel" not in params,
+        "relative_attention_num_buckets": int(num_buckets),
+        "relative_attention_max_distance": int(max_distance),
     }
     hf_tensors = {}
     for hf_name, (name, how, tensor) in tensors.items():
-        hf_tensors[hf_name] = _mapped(
-            tensor,
-            how,
-            name,
-            num_buckets,
-            max_distance,
-            bidirectional=name.startswith("encoder/"),
-            file=file,
-        )
+        hf_tensors[hf_name] = _mapped(tensor, how, name)
     return config, hf_tensors
 
 
-def _mapped(
-    tensor: StoredTensor,
-    how: str,
-    name: str,
-    num_buckets: int,
-    max_distance: int,
-    bidirectional: bool,
-    file: Path,
-) -> StoredTensor:
+def _mapped(tensor: StoredTensor, how: str, name: str) -> StoredTensor:
     if how == "copy":
         return tensor
     if how == "transpose":
@@ -538,71 +528,6 @@ def _mapped(
             return tensor.read().reshape(merged).T
 
         return StoredTensor(merged[::-1], tensor.origin, read)
-    # relpos: (heads, buckets) -> keras-hub's 32 buckets, (32, heads).
-    table = convert_t5.KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS
-    mapping = bucket_mapping(num_buckets, max_distance, bidirectional)
-    if mapping is None:
-        raise T5XCheckpointError(
-            f"{file}: '{name}' has {num_buckets} relative-position buckets "
-            f"(max_distance {max_distance}); keras-hub's T5 hard-codes "
-            f"{table} buckets and distance "
-            f"{convert_t5.KERAS_HUB_RELATIVE_ATTENTION_MAX_DISTANCE}, and these "
-            "cannot be mapped onto them exactly."
-        )
-
-    def read() -> np.ndarray:
-        return tensor.read().T[mapping]
-
-    return StoredTensor((table, tensor.shape[0]), tensor.origin, read)
-
-
-def relative_position_bucket(
-    relative_position: np.ndarray,
-    bidirectional: bool,
-    num_buckets: int,
-    max_distance: int,
-) -> np.ndarray:
-    """T5's relative-position bucket (as Mesh TF / transformers compute it,
-    in float32)."""
-    relative_position = np.asarray(relative_position, dtype=np.int64)
-    buckets = np.zeros_like(relative_position)
-    if bidirectional:
-        num_buckets //= 2
-        buckets += (relative_position > 0).astype(np.int64) * num_buckets
-        relative_position = np.abs(relative_position)
-    else:
-        relative_position = -np.minimum(relative_position, 0)
-    max_exact = num_buckets // 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        large = max_exact + (
-            np.log(relative_position.astype(np.float32) / np.float32(max_exact))
-            / np.float32(np.log(max_distance / max_exact))
-            * np.float32(num_buckets - max_exact)
-        )
-    large = np.where(relative_position < max_exact, 0, large).astype(np.int64)
-    large = np.minimum(large, num_buckets - 1)
-    return buckets + np.where(relative_position < max_exact, relative_position, large)
-
-
-def bucket_mapping(
-    num_buckets: int, max_distance: int, bidirectional: bool
-) -> np.ndarray | None:
-    """For each of keras-hub's 32 buckets, the checkpoint bucket it lies in;
-    ``None`` if some keras-hub bucket spans two checkpoint buckets."""
-    target = convert_t5.KERAS_HUB_RELATIVE_ATTENTION_NUM_BUCKETS
-    target_distance = convert_t5.KERAS_HUB_RELATIVE_ATTENTION_MAX_DISTANCE
-    # Beyond both max distances every position is in the last bucket.
-    reach = 2 * max(max_distance, target_distance) + 2
-    positions = np.arange(-reach, reach + 1)
-    ours = relative_position_bucket(positions, bidirectional, target, target_distance)
-    theirs = relative_position_bucket(
-        positions, bidirectional, num_buckets, max_distance
-    )
-    mapping = np.zeros(target, dtype=np.int64)
-    for bucket in range(target):
-        found = np.unique(theirs[ours == bucket])
-        if len(found) > 1:
-            return None
-        if len(found):
-            mapping[bucket] = found[0]
-    return mapping
+    # relpos: T5X (heads, buckets) -> HF (buckets, heads); convert_t5
+    # re-indexes other bucket settings onto keras-hub's.
+    return StoredTensor(tensor.shape[::-1], tensor.origin, lambda: tensor.read().T)
