@@ -723,7 +723,8 @@ def _add_model_args(parser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="keras-hub preset name, keras-hub preset dir or HF T5 checkpoint dir",
+        help="keras-hub preset name or dir, HF T5 checkpoint dir, or hf://owner/name "
+        "(from the local HF cache; HF_HUB_OFFLINE=1 reads only the cache)",
     )
     parser.add_argument("--max-input-length", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)

@@ -652,10 +652,12 @@ class PromptTunedT5(T5Seq2SeqLM):
 
         Args:
             preset: a keras-hub preset name (downloaded when online, e.g.
-                `"t5_1.1_small"`), a local keras-hub preset directory, or a
+                `"t5_1.1_small"`), a local keras-hub preset directory, a
                 Hugging Face T5 checkpoint directory (`config.json`,
                 `model.safetensors` or `tf_model.h5`, `spiece.model`), which
-                is imported with `keras_prompt.checkpoints.load_hf_t5`.
+                is imported with `keras_prompt.checkpoints.load_hf_t5`, or
+                `"hf://owner/name"`, that checkpoint from the local Hugging
+                Face cache (downloaded only when online).
             prompt_length, prompt_initializer, tune: see the class docstring.
             load_weights: load pretrained weights (else random init).
             dtype: backbone dtype or policy, e.g. `"bfloat16"`.
@@ -689,9 +691,16 @@ def load_backbone(
     """The `T5Backbone` and `T5Tokenizer` of a preset name or directory.
 
     Takes what `PromptTunedT5.from_preset` takes: a keras-hub preset name, a
-    keras-hub preset directory or a Hugging Face T5 checkpoint directory.
+    keras-hub preset directory, a Hugging Face T5 checkpoint directory, or an
+    `hf://owner/name` handle, resolved through the local Hugging Face cache
+    (`HF_HUB_OFFLINE=1` reads only the cache; see
+    `keras_prompt.checkpoints.hf_hub`).
     """
     preset_str = os.fspath(preset)
+    if preset_str.startswith("hf://"):
+        from keras_prompt.checkpoints.hf_hub import resolve_hf_handle
+
+        preset_str = str(resolve_hf_handle(preset_str))
     _check_local_model_dir(preset_str)
     if _is_hf_checkpoint_dir(preset_str):
         from keras_prompt.checkpoints import load_hf_t5
