@@ -165,7 +165,7 @@ def cmd_lm_adapt(args) -> int:
 def cmd_import_hf(args) -> int:
     from keras_prompt.checkpoints import convert_hf_checkpoint
 
-    path = convert_hf_checkpoint(args.checkpoint, args.out)
+    path = convert_hf_checkpoint(args.checkpoint, args.out, verbose=args.verbose)
     _print_json({"preset": str(path)})
     return 0
 
@@ -174,7 +174,9 @@ def cmd_export_hf(args) -> int:
     from keras_prompt.checkpoints import export_hf_checkpoint
 
     try:
-        path = export_hf_checkpoint(args.preset, args.out, dtype=args.dtype)
+        path = export_hf_checkpoint(
+            args.preset, args.out, dtype=args.dtype, verbose=args.verbose
+        )
     except FileExistsError as error:
         raise ValueError(str(error)) from None
     _print_json(
@@ -196,6 +198,7 @@ def cmd_import_t5x(args) -> int:
             args.out,
             args.vocab,
             relative_attention_max_distance=args.max_distance,
+            verbose=args.verbose,
         )
     except FileExistsError as error:
         raise ValueError(str(error)) from None
@@ -510,7 +513,11 @@ def cmd_train(args) -> int:
         )
         result["prompt"] = str(prompt_path)
     result["eval"] = evaluate_prompt(
-        model, task, eval_examples, batch_size=args.eval_batch_size
+        model,
+        task,
+        eval_examples,
+        batch_size=args.eval_batch_size,
+        verbose=args.verbose,
     )
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     _print_json(result)
@@ -538,6 +545,7 @@ def cmd_eval(args) -> int:
         examples,
         batch_size=args.batch_size,
         verbalizers=scored_task.verbalizers,
+        verbose=args.verbose,
     )
     _print_json(
         {
@@ -665,6 +673,7 @@ def cmd_export(args) -> int:
         prompt_bank=bank,
         max_input_length=args.max_input_length,
         max_decode_length=args.max_decode_length,
+        verbose=args.verbose,
     )
     _print_json({"export": str(path), "tasks": bank.tasks if bank else ["default"]})
     return 0
@@ -730,6 +739,15 @@ def _add_model_args(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def _add_verbose_arg(parser) -> None:
+    parser.add_argument(
+        "--verbose",
+        default="auto",
+        help="progress bar on stderr: 0 none, 1 live, 2 one line when done; "
+        "auto: live on a terminal, else one line",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-prompt", description=__doc__.split("\n")[0]
@@ -787,6 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
+    _add_verbose_arg(p)
     p.set_defaults(func=cmd_import_hf)
 
     p = sub.add_parser(
@@ -799,6 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dtype", default="float32", choices=("float32", "bfloat16", "float16")
     )
+    _add_verbose_arg(p)
     p.set_defaults(func=cmd_export_hf)
 
     p = sub.add_parser(
@@ -815,6 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=128,
         help="the checkpoint's relative_attention max_distance (not stored in it)",
     )
+    _add_verbose_arg(p)
     p.set_defaults(func=cmd_import_t5x)
 
     p = sub.add_parser(
@@ -942,6 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="validation")
     p.add_argument("--limit", type=int)
     p.add_argument("--batch-size", type=int, default=64)
+    _add_verbose_arg(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -960,6 +982,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-input-length", type=int, default=256)
     p.add_argument("--max-decode-length", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    _add_verbose_arg(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

@@ -48,6 +48,9 @@ class TensorLoader:
     def __init__(self, source: str, tensors: dict[str, StoredTensor]):
         self.source = source
         self.tensors = tensors
+        # Advanced once per ported tensor when set (a keras_prompt.progress
+        # ProgressBar), so long imports show progress.
+        self.progress = None
 
     def get_tensor(self, hf_weight_key: str) -> np.ndarray:
         """The tensor ``hf_weight_key`` as float32, PyTorch layout."""
@@ -75,6 +78,8 @@ class TensorLoader:
                 f"tensor '{hf_weight_key}' maps to shape {tuple(value.shape)}."
             )
         keras_variable.assign(value)
+        if self.progress is not None:
+            self.progress.add(1)
 
 
 class HFWeightLoader(TensorLoader):

@@ -24,6 +24,7 @@ later as poor prompt-tuning results.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -34,6 +35,7 @@ from keras_prompt.checkpoints.errors import HFCheckpointError
 from keras_prompt.checkpoints.hf_weights import HFWeightLoader
 from keras_prompt.checkpoints.safetensors_io import write_safetensors
 from keras_prompt.checkpoints.staging import require_new_dir, staged_dir
+from keras_prompt.progress import ProgressBar
 
 __all__ = [
     "HFCheckpointError",
@@ -49,6 +51,7 @@ SPIECE_FILE = convert_t5.SPIECE_FILE
 def load_hf_t5(
     checkpoint_dir: str | os.PathLike,
     dtype: str | keras.DTypePolicy | None = None,
+    verbose: int | str = 0,
 ) -> tuple[keras_hub.models.T5Backbone, keras_hub.models.T5Tokenizer]:
     """Load a Hugging Face T5 checkpoint as a keras-hub backbone and tokenizer.
 
@@ -70,6 +73,8 @@ def load_hf_t5(
         dtype: The Keras dtype policy of the backbone. ``None`` uses the Keras
             default (float32) whatever the checkpoint's storage dtype is, since
             prompt tuning is usually run in full precision.
+        verbose: 0 (silent), 1, 2 or ``"auto"``: a Keras progress bar over
+            the tensors on stderr (``keras_prompt.progress``).
 
     Returns:
         A ``(backbone, tokenizer)`` tuple.
@@ -98,12 +103,30 @@ def load_hf_t5(
     backbone_config = convert_t5.convert_backbone_config(config, config_path)
     backbone_config["tie_embedding_weights"] = tie
     backbone = convert_t5.backbone_cls(**backbone_config, dtype=dtype)
-    convert_t5.convert_weights(backbone, loader, config)
+    with port_progress(backbone, loader, verbose, f"importing {loader.source}"):
+        convert_t5.convert_weights(backbone, loader, config)
     return backbone, tokenizer
 
 
+@contextmanager
+def port_progress(backbone, loader, verbose: int | str, label: str):
+    """A progress bar over ``convert_weights``' ports into ``backbone``."""
+    # The embedding, an untied head (assigned, not ported: the bar closes
+    # on exit) and every other weight.
+    head = 0 if backbone.tie_embedding_weights else 1
+    total = 1 + head + len(convert_t5.weight_plan(backbone))
+    with ProgressBar(total, verbose, unit_name="tensor", label=label) as bar:
+        loader.progress = bar
+        try:
+            yield bar
+        finally:
+            loader.progress = None
+
+
 def convert_hf_checkpoint(
-    checkpoint_dir: str | os.PathLike, preset_dir: str | os.PathLike
+    checkpoint_dir: str | os.PathLike,
+    preset_dir: str | os.PathLike,
+    verbose: int | str = 0,
 ) -> Path:
     """Convert a Hugging Face T5 checkpoint into a keras-hub preset directory.
 
@@ -126,7 +149,7 @@ def convert_hf_checkpoint(
         ``preset_dir`` as a ``Path``.
     """
     preset_dir = require_new_dir(Path(preset_dir))
-    backbone, tokenizer = load_hf_t5(checkpoint_dir)
+    backbone, tokenizer = load_hf_t5(checkpoint_dir, verbose=verbose)
 
     with staged_dir(preset_dir) as staging:
         backbone.save_to_preset(str(staging))
@@ -143,6 +166,7 @@ def export_hf_checkpoint(
     preset: str | os.PathLike,
     out_dir: str | os.PathLike,
     dtype: str = "float32",
+    verbose: int | str = 0,
 ) -> Path:
     """Write a T5 as a Hugging Face checkpoint directory.
 
@@ -163,6 +187,8 @@ def export_hf_checkpoint(
             directory beside it and renamed into place when complete.
         dtype: Storage dtype of the weights: ``"float32"`` (exact),
             ``"bfloat16"`` or ``"float16"``.
+        verbose: 0 (silent), 1, 2 or ``"auto"``: a Keras progress bar over
+            the tensors written, on stderr.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -184,7 +210,15 @@ def export_hf_checkpoint(
     config["torch_dtype"] = dtype
     with staged_dir(out_dir) as staging:
         export_t5.write_json(staging / CONFIG_FILE, config)
-        write_safetensors(staging / "model.safetensors", weights, dtype=dtype)
+        with ProgressBar(
+            len(weights), verbose, unit_name="tensor", label=f"writing {out_dir}"
+        ) as bar:
+            write_safetensors(
+                staging / "model.safetensors",
+                weights,
+                dtype=dtype,
+                on_tensor=lambda name: bar.add(1),
+            )
         (staging / SPIECE_FILE).write_bytes(export_t5.get_t5_spiece_model(tokenizer))
         export_t5.write_json(
             staging / "tokenizer_config.json",

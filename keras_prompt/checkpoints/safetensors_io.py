@@ -107,11 +107,13 @@ def write_safetensors(
     tensors: dict[str, np.ndarray],
     metadata: dict[str, str] | None = None,
     dtype: str = "float32",
+    on_tensor: Callable[[str], None] | None = None,
 ) -> Path:
     """Write ``tensors`` (cast to ``dtype``) as one safetensors file.
 
     ``metadata`` defaults to ``{"format": "pt"}``, which transformers expects
-    of PyTorch-layout files.
+    of PyTorch-layout files. ``on_tensor(name)`` is called after each tensor
+    is written (progress bars).
 
     Example:
 
@@ -132,24 +134,26 @@ def write_safetensors(
     else:
         numpy_dtype = np.dtype(_NUMPY_CODES[_WRITE_CODES[dtype]])
     header: dict = {"__metadata__": dict(metadata or {"format": "pt"})}
-    blobs = []
     offset = 0
     for name, value in tensors.items():
-        data = np.ascontiguousarray(np.asarray(value).astype(numpy_dtype))
-        blob = data.tobytes()
+        shape = list(np.shape(value))
+        size = int(np.prod(shape)) * numpy_dtype.itemsize
         header[name] = {
             "dtype": _WRITE_CODES[dtype],
-            "shape": list(data.shape),
-            "data_offsets": [offset, offset + len(blob)],
+            "shape": shape,
+            "data_offsets": [offset, offset + size],
         }
-        blobs.append(blob)
-        offset += len(blob)
+        offset += size
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * ((8 - len(text) % 8) % 8)  # Data starts 8-byte aligned.
     path = Path(path)
     with open(path, "wb") as file:
         file.write(struct.pack("<Q", len(text)))
         file.write(text)
-        for blob in blobs:
-            file.write(blob)
+        # One tensor in memory at a time, converted as it is written.
+        for name, value in tensors.items():
+            data = np.ascontiguousarray(np.asarray(value).astype(numpy_dtype))
+            file.write(data.tobytes())
+            if on_tensor is not None:
+                on_tensor(name)
     return path

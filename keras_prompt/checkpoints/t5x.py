@@ -42,6 +42,7 @@ import numpy as np
 from keras_prompt.checkpoints import convert_t5
 from keras_prompt.checkpoints.errors import HFCheckpointError, T5XCheckpointError
 from keras_prompt.checkpoints.hf_weights import TensorLoader
+from keras_prompt.checkpoints.huggingface import port_progress
 from keras_prompt.checkpoints.safetensors_io import StoredTensor
 from keras_prompt.checkpoints.staging import require_new_dir, staged_dir
 
@@ -189,6 +190,7 @@ def load_t5x_t5(
     *,
     relative_attention_max_distance: int = 128,
     dtype: str | keras.DTypePolicy | None = None,
+    verbose: int | str = 0,
 ) -> tuple[keras_hub.models.T5Backbone, keras_hub.models.T5Tokenizer]:
     """Load a T5X T5 checkpoint as a keras-hub backbone and tokenizer.
 
@@ -199,6 +201,8 @@ def load_t5x_t5(
         relative_attention_max_distance: The checkpoint's ``max_distance``
             (not stored in it; T5 uses 128).
         dtype: The backbone's dtype policy (default float32).
+        verbose: 0 (silent), 1, 2 or ``"auto"``: a Keras progress bar over
+            the arrays read, on stderr.
 
     Returns:
         ``(backbone, tokenizer)``.
@@ -242,7 +246,9 @@ def load_t5x_t5(
         backbone_config = convert_t5.convert_backbone_config(config, source)
         backbone_config["tie_embedding_weights"] = tie
         backbone = convert_t5.backbone_cls(**backbone_config, dtype=dtype)
-        convert_t5.convert_weights(backbone, loader, config)
+        label = f"importing {checkpoint.directory}"
+        with port_progress(backbone, loader, verbose, label):
+            convert_t5.convert_weights(backbone, loader, config)
     except HFCheckpointError as error:
         raise T5XCheckpointError(str(error)) from None
     return backbone, tokenizer
@@ -254,6 +260,7 @@ def convert_t5x_checkpoint(
     vocab: str | os.PathLike,
     *,
     relative_attention_max_distance: int = 128,
+    verbose: int | str = 0,
 ) -> Path:
     """Convert a T5X T5 checkpoint into a keras-hub preset directory.
 
@@ -267,6 +274,7 @@ def convert_t5x_checkpoint(
         path,
         vocab,
         relative_attention_max_distance=relative_attention_max_distance,
+        verbose=verbose,
     )
     with staged_dir(preset_dir) as staging:
         backbone.save_to_preset(str(staging))

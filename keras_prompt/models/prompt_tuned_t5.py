@@ -29,6 +29,7 @@ from keras_prompt.models._keras_hub_compat import (
     T5Seq2SeqLMPreprocessor,
 )
 from keras_prompt.optimizers import PromptAdafactor
+from keras_prompt.progress import ProgressBar
 from keras_prompt.version import __version__
 
 _TOKENIZED_KEYS = ("encoder_token_ids", "encoder_padding_mask")
@@ -536,6 +537,7 @@ class PromptTunedT5(T5Seq2SeqLM):
         *,
         prompts=None,
         batch_size: int = 32,
+        verbose: int | str = 0,
     ) -> np.ndarray:
         """Log-likelihood of each candidate target given each input.
 
@@ -549,6 +551,8 @@ class PromptTunedT5(T5Seq2SeqLM):
             prompts: optional `(B, prompt_length, hidden_dim)` per-example
                 prompts (mixed tasks, ensembles); default is the model's own.
             batch_size: examples per forward pass.
+            verbose: 0 (silent), 1 or `"auto"`: a Keras progress bar on
+                stderr over the inputs, as `fit` shows (`keras_prompt.progress`).
 
         Returns:
             float32 array `(B, C)` of summed token log-probabilities
@@ -580,6 +584,7 @@ class PromptTunedT5(T5Seq2SeqLM):
                 )
         max_input = getattr(self.preprocessor, "encoder_sequence_length", None)
         results = []
+        bar = ProgressBar(len(texts), verbose, unit_name="example")
         for start in range(0, len(texts), batch_size):
             stop = start + batch_size
             encoder_ids, encoder_mask = self._tokenize(texts[start:stop], max_input)
@@ -601,6 +606,7 @@ class PromptTunedT5(T5Seq2SeqLM):
                     )
                 )
             )
+            bar.add(len(batch_candidates))
         return np.concatenate(results, axis=0).astype("float32")
 
     def predict_label(

@@ -42,6 +42,7 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
+from keras_prompt.progress import ProgressBar
 from keras_prompt.serving import client as serving_client
 from keras_prompt.serving.prompt_bank import PromptBank
 from keras_prompt.version import __version__
@@ -587,7 +588,9 @@ class _ServingGraph:
         )
         return self.by_task(features["text"], features["task"])
 
-    def signatures(self) -> dict[str, Any]:
+    def signatures(self, on_traced=None) -> dict[str, Any]:
+        """The concrete functions by signature name; ``on_traced()`` is
+        called after each (tracing is most of an export's time)."""
         def spec(name, dtype):
             return tf.TensorSpec(shape=None, dtype=dtype, name=name)
 
@@ -607,10 +610,13 @@ class _ServingGraph:
                 [spec("examples", tf.string)],
             ),
         }
-        return {
-            name: tf.function(fn, input_signature=specs).get_concrete_function()
-            for name, (fn, specs) in functions.items()
-        }
+        traced = {}
+        for name, (fn, specs) in functions.items():
+            function = tf.function(fn, input_signature=specs)
+            traced[name] = function.get_concrete_function()
+            if on_traced is not None:
+                on_traced()
+        return traced
 
 
 # ----------------------------------------------------------------------
@@ -714,6 +720,7 @@ def export_saved_model(
     default_task: str | None = None,
     warmup: bool = True,
     overwrite: bool = False,
+    verbose: int | str = 0,
 ) -> Path:
     """Writes `export_dir/<version>/`, a SavedModel TF Serving loads as is.
 
@@ -763,6 +770,9 @@ def export_saved_model(
             request per signature), which the server replays at load time so
             the first real request does not pay for graph initialisation.
         overwrite: replace an existing version directory.
+        verbose: 0 (silent), 1, 2 or `"auto"`: a Keras progress bar on stderr
+            over the signatures traced and the files written
+            (`keras_prompt.progress`).
 
     Returns:
         The path of the written version directory.
@@ -817,11 +827,14 @@ def export_saved_model(
         int(max_decode_length),
         default_task,
     )
+    bar = ProgressBar(
+        len(SIGNATURES) + 1, verbose, unit_name="stage", label=f"exporting {target}"
+    )
     with _core_tf_ops(), warnings.catch_warnings():
         # keras-hub's attention layers warn that they drop Keras masks; the
         # masks are passed explicitly, so the warning is noise here.
         warnings.filterwarnings("ignore", message=".*does not support masking.*")
-        signatures = graph.signatures()
+        signatures = graph.signatures(on_traced=bar.add)
 
     metadata = {
         "format_version": 1,
@@ -854,6 +867,8 @@ def export_saved_model(
         if target.exists():
             shutil.rmtree(target)
         os.replace(temp, target)
+        with bar:
+            bar.add(1)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
