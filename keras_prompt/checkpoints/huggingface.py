@@ -83,7 +83,7 @@ def load_hf_t5(
 
     ```python
     from keras_prompt.checkpoints import load_hf_t5
-    backbone, tokenizer = load_hf_t5("~/t5-small-lm-adapt")  # save_pretrained dir
+    backbone, tokenizer = load_hf_t5("t5-small-lm-adapt")  # a save_pretrained dir
     ```
     """
     checkpoint_dir = _require_dir(checkpoint_dir)

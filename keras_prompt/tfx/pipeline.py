@@ -37,8 +37,9 @@ def write_task_csv(
 
     The header is the task's canonical features then `label` (the class
     index), e.g. `sentence,label` for SST-2: the layout `run_fn` reads after
-    `CsvExampleGen`. Splits are `keras_prompt.data.load_examples`' (SST-2,
-    MRPC and RTE "validation" is the seeded held-out part of the train file).
+    `CsvExampleGen`. Splits are `keras_prompt.data.load_examples`' (the
+    official dev file when present; otherwise SST-2, MRPC and RTE
+    "validation" is the seeded held-out part of the train file).
 
     Args:
         task: a task name or `keras_prompt.data.Task`.
@@ -47,11 +48,11 @@ def write_task_csv(
         path: the CSV to write (parent folders are created).
         limit: keep the first `limit` rows.
     """
-    from keras_prompt.data import get_task
+    from keras_prompt.data import get_task, split_source
     from keras_prompt.data.readers import _load_local_rows
 
     task = get_task(task)
-    rows = _load_local_rows(task, split, Path(data_dir))
+    rows = _load_local_rows(task, split_source(task, split, data_dir))
     if limit is not None:
         rows = rows[:limit]
     path = Path(path)
