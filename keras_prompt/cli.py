@@ -2,6 +2,10 @@
 
 keras-prompt make-preset --geometry t5_small --vocab spiece.model --out DIR
 keras-prompt import-hf HF_CHECKPOINT_DIR --out PRESET_DIR
+keras-prompt export-hf PRESET --out HF_CHECKPOINT_DIR
+keras-prompt import-t5x T5X_CHECKPOINT_DIR --vocab spiece.model --out PRESET_DIR
+keras-prompt import-peft ADAPTER_DIR --out OUT/sst2 [--model PRESET]
+keras-prompt export-peft OUT/sst2.npy --out ADAPTER_DIR [--model PRESET]
 keras-prompt lm-adapt --corpus DIR --vocab spiece.model --geometry t5_1_1_mini --out RUN
 keras-prompt train --task sst2 --model PRESET --data-dir DATA --out OUT
     [--strategy default|mirrored|multiworker|tpu] [--backup-dir DIR]
@@ -380,8 +384,98 @@ def cmd_lm_adapt(args) -> int:
 def cmd_import_hf(args) -> int:
     from keras_prompt.checkpoints import convert_hf_checkpoint
 
-    path = convert_hf_checkpoint(args.checkpoint, args.out)
+    path = convert_hf_checkpoint(args.checkpoint, args.out, verbose=args.verbose)
     _print_json({"preset": str(path)})
+    return 0
+
+
+def cmd_export_hf(args) -> int:
+    from keras_prompt.checkpoints import export_hf_checkpoint
+
+    try:
+        path = export_hf_checkpoint(
+            args.preset, args.out, dtype=args.dtype, verbose=args.verbose
+        )
+    except FileExistsError as error:
+        raise ValueError(str(error)) from None
+    _print_json(
+        {"checkpoint": str(path), "files": sorted(p.name for p in path.iterdir())}
+    )
+    return 0
+
+
+def cmd_import_t5x(args) -> int:
+    from keras_prompt.checkpoints.t5x import (
+        convert_t5x_checkpoint,
+        read_t5x_checkpoint,
+    )
+
+    checkpoint = read_t5x_checkpoint(args.checkpoint)
+    try:
+        path = convert_t5x_checkpoint(
+            checkpoint.directory,
+            args.out,
+            args.vocab,
+            relative_attention_max_distance=args.max_distance,
+            verbose=args.verbose,
+        )
+    except FileExistsError as error:
+        raise ValueError(str(error)) from None
+    _print_json(
+        {
+            "preset": str(path),
+            "checkpoint": str(checkpoint.directory),
+            "step": checkpoint.step,
+        }
+    )
+    return 0
+
+
+def _backbone_or_none(model: str | None):
+    if not model:
+        return None
+    from keras_prompt.models.prompt_tuned_t5 import load_backbone
+
+    return load_backbone(model)[0]
+
+
+def cmd_import_peft(args) -> int:
+    from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+    from keras_prompt.peft_prompts import load_peft_prompt
+    from keras_prompt.prompts import save_prompt_file
+
+    backbone = _backbone_or_none(args.model)
+    prompt, metadata = load_peft_prompt(
+        args.adapter, hidden_dim=backbone.hidden_dim if backbone else None
+    )
+    if backbone is not None and "backbone" not in metadata:
+        metadata["backbone"] = {
+            "fingerprint": backbone_fingerprint(backbone),
+            "preset": args.model,
+            "hidden_dim": backbone.hidden_dim,
+        }
+    path = save_prompt_file(args.out, prompt, metadata)
+    _print_json({"prompt": str(path), "shape": list(prompt.shape)})
+    return 0
+
+
+def cmd_export_peft(args) -> int:
+    from keras_prompt.peft_prompts import save_peft_prompt
+    from keras_prompt.prompts import load_prompt_file
+
+    prompt, metadata = load_prompt_file(args.prompt)
+    backbone = _backbone_or_none(args.model)
+    try:
+        path = save_peft_prompt(
+            prompt,
+            args.out,
+            model=backbone,
+            base_model_name_or_path=args.base_model or args.model,
+            metadata=metadata,
+        )
+    except FileExistsError as error:
+        raise ValueError(str(error)) from None
+    _print_json({"adapter": str(path), "shape": list(prompt.shape)})
     return 0
 
 
@@ -455,6 +549,13 @@ def _load_split(task, split, args, limit=None, format_as=None):
         format_as=format_as,
     )
     return examples[:limit] if limit else examples
+
+
+def _split_source(task, split, args) -> dict:
+    """Which file (and rows) a split was read from, for metrics.json."""
+    from keras_prompt.data import split_source
+
+    return split_source(task, split, args.data_dir, args.tfds_data_dir).to_json()
 
 
 def _get_strategy(args):
@@ -591,6 +692,8 @@ def cmd_train(args) -> int:
         "train_seconds": round(train_seconds, 1),
         "final_loss": None if losses[-1] is None else float(losses[-1]),
         "eval_split": args.eval_split,
+        "train_source": _split_source(task, "train", args),
+        "eval_source": _split_source(task, args.eval_split, args),
         "backbone_health": health,
         "eval": None,
     }
@@ -630,7 +733,11 @@ def cmd_train(args) -> int:
         )
         result["prompt"] = str(prompt_path)
     result["eval"] = evaluate_prompt(
-        model, task, eval_examples, batch_size=args.eval_batch_size
+        model,
+        task,
+        eval_examples,
+        batch_size=args.eval_batch_size,
+        verbose=args.verbose,
     )
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     _print_json(result)
@@ -658,6 +765,7 @@ def cmd_eval(args) -> int:
         examples,
         batch_size=args.batch_size,
         verbalizers=scored_task.verbalizers,
+        verbose=args.verbose,
     )
     _print_json(
         {
@@ -665,6 +773,7 @@ def cmd_eval(args) -> int:
             "split": args.split,
             "prompt": args.prompt,
             "format_as": scored_task.name,
+            "source": _split_source(task, args.split, args),
             **metrics,
         }
     )
@@ -789,6 +898,7 @@ def cmd_export(args) -> int:
         prompt_bank=bank,
         max_input_length=args.max_input_length,
         max_decode_length=args.max_decode_length,
+        verbose=args.verbose,
     )
     _print_json({"export": str(path), "tasks": bank.tasks if bank else ["default"]})
     return 0
@@ -863,12 +973,22 @@ def _add_model_args(parser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="keras-hub preset name, keras-hub preset dir or HF T5 checkpoint dir",
+        help="keras-hub preset name or dir, HF T5 checkpoint dir, or hf://owner/name "
+        "(from the local HF cache; HF_HUB_OFFLINE=1 reads only the cache)",
     )
     parser.add_argument(
         "--max-input-length", type=_int_at_least(2, _TWO_TOKENS), default=256
     )
     parser.add_argument("--seed", type=int, default=0)
+
+
+def _add_verbose_arg(parser) -> None:
+    parser.add_argument(
+        "--verbose",
+        default="auto",
+        help="progress bar on stderr: 0 none, 1 live, 2 one line when done; "
+        "auto: live on a terminal, else one line",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -947,7 +1067,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
+    _add_verbose_arg(p)
     p.set_defaults(func=cmd_import_hf, check=_check_import_hf)
+
+    p = sub.add_parser(
+        "export-hf",
+        help="write a T5 preset as a Hugging Face checkpoint (config.json, "
+        "model.safetensors, spiece.model)",
+    )
+    p.add_argument("preset", help="keras-hub preset name/dir or HF T5 checkpoint dir")
+    p.add_argument("--out", required=True, help="new or empty directory")
+    p.add_argument(
+        "--dtype", default="float32", choices=("float32", "bfloat16", "float16")
+    )
+    _add_verbose_arg(p)
+    p.set_defaults(func=cmd_export_hf)
+
+    p = sub.add_parser(
+        "import-t5x", help="convert a T5X (T5 1.0/1.1) checkpoint to a preset"
+    )
+    p.add_argument(
+        "checkpoint", help="checkpoint_<step> dir, or a dir of them (latest read)"
+    )
+    p.add_argument("--vocab", required=True, help="the model's spiece.model")
+    p.add_argument("--out", required=True, help="new or empty preset directory")
+    p.add_argument(
+        "--max-distance",
+        type=int,
+        default=128,
+        help="the checkpoint's relative_attention max_distance (not stored in it)",
+    )
+    _add_verbose_arg(p)
+    p.set_defaults(func=cmd_import_t5x)
+
+    p = sub.add_parser(
+        "import-peft", help="a PEFT prompt-tuning adapter as a prompt file"
+    )
+    p.add_argument("adapter", help="PEFT adapter dir (adapter_config.json, weights)")
+    p.add_argument("--out", required=True, help="prompt path: writes OUT.npy, OUT.json")
+    p.add_argument("--model", help="check the width against this preset/checkpoint")
+    p.set_defaults(func=cmd_import_peft)
+
+    p = sub.add_parser(
+        "export-peft", help="a prompt file as a PEFT prompt-tuning adapter"
+    )
+    p.add_argument("prompt", help="prompt file (.npy, with its .json)")
+    p.add_argument("--out", required=True, help="new or empty adapter directory")
+    p.add_argument("--model", help="check the width against this preset/checkpoint")
+    p.add_argument(
+        "--base-model", help="base_model_name_or_path to record (default: --model)"
+    )
+    p.set_defaults(func=cmd_export_peft)
 
     p = sub.add_parser(
         "check-backbone",
@@ -1064,6 +1234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="validation")
     p.add_argument("--limit", type=_int_at_least(1))
     p.add_argument("--batch-size", type=_int_at_least(1), default=64)
+    _add_verbose_arg(p)
     p.set_defaults(func=cmd_eval, check=_check_eval)
 
     p = sub.add_parser(
@@ -1090,6 +1261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-decode-length", type=_int_at_least(2, _TWO_TOKENS), default=16
     )
     p.add_argument("--seed", type=int, default=0)
+    _add_verbose_arg(p)
     p.set_defaults(func=cmd_export, check=_check_export)
 
     p = sub.add_parser(

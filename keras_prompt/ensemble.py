@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from keras_prompt.progress import ProgressBar
+
 if TYPE_CHECKING:
     from keras_prompt.models.prompt_tuned_t5 import PromptTunedT5
 
@@ -118,6 +120,7 @@ def ensemble_predict(
     verbalizers: Sequence[str],
     *,
     batch_size: int = 16,
+    verbose: int | str = 0,
 ) -> EnsemblePrediction:
     """Classifies `texts` with an ensemble of prompts by majority vote.
 
@@ -137,6 +140,8 @@ def ensemble_predict(
         verbalizers: C label strings, in label order.
         batch_size: texts per forward pass (the pass holds `batch_size * K`
             rows).
+        verbose: 0 (silent), 1, 2 or `"auto"`: a Keras progress bar over the
+            texts on stderr (`keras_prompt.progress`).
 
     Returns:
         An `EnsemblePrediction` (ensemble labels, each prompt's labels, vote
@@ -155,6 +160,7 @@ def ensemble_predict(
     stack = _as_prompt_stack(prompts, model.prompt_shape)
     num_prompts = stack.shape[0]
     chunks = []
+    bar = ProgressBar(len(texts), verbose, unit_name="example")
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
         rows = [text for text in chunk for _ in range(num_prompts)]
@@ -163,6 +169,7 @@ def ensemble_predict(
             rows, verbalizers, prompts=row_prompts, batch_size=len(rows)
         )
         chunks.append(scores.reshape(len(chunk), num_prompts, len(verbalizers)))
+        bar.add(len(chunk))
     scores = np.concatenate(chunks, axis=0).astype("float32")
     prompt_labels = np.argmax(scores, axis=-1)
     labels, votes = majority_vote(prompt_labels, scores, len(verbalizers))

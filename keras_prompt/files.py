@@ -140,6 +140,40 @@ def staging_directory(parent: Path, prefix: str) -> Iterator[Path]:
         os.close(fd)
 
 
+def require_new_dir(directory: str | os.PathLike) -> Path:
+    """`directory` as a Path; refuses an existing non-empty one."""
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise FileExistsError(
+            f"Output directory {directory} already exists and is not empty; "
+            "expected a new or empty directory, refusing to overwrite it."
+        )
+    return directory
+
+
+@contextlib.contextmanager
+def staged_dir(target: Path) -> Iterator[Path]:
+    """Builds directory `target` all at once: yields a locked staging
+    directory beside it, renamed to `target` when the block completes (and
+    removed if it fails). An existing `target` must be empty.
+
+    Example:
+
+    ```python
+    from pathlib import Path
+    from keras_prompt import files
+    with files.staged_dir(Path("/tmp/out_dir")) as staging:
+        (staging / "config.json").write_text("{}")
+    ```
+    """
+    with staging_directory(target.parent, f".{target.name}.") as staging:
+        yield staging
+        if target.is_dir():
+            target.rmdir()  # Empty (require_new_dir); rename needs it gone.
+        staging.rename(target)
+    sync_directory(target.parent)
+
+
 def remove_stale(parent: str | os.PathLike, patterns: Iterable[str]) -> list[Path]:
     """Removes temporaries matching `patterns` that no live writer holds.
 

@@ -199,6 +199,7 @@ def evaluate_prompt(
     batch_size: int = 64,
     prompts: np.ndarray | None = None,
     verbalizers: Sequence[str] | None = None,
+    verbose: int | str = 0,
 ) -> dict[str, Any]:
     """Rank-classification metrics of the model's prompt on `examples`.
 
@@ -220,6 +221,8 @@ def evaluate_prompt(
         verbalizers: score these label strings instead of `task.verbalizers`
             (same count and order), e.g. the source task's verbalizers when
             evaluating a transferred prompt zero-shot.
+        verbose: 0 (silent), 1, 2 or `"auto"`: a Keras progress bar over the
+            examples on stderr (`keras_prompt.progress`).
     """
     task = get_task(task)
     if not examples:
@@ -232,7 +235,11 @@ def evaluate_prompt(
         )
     start = time.perf_counter()
     scores = model.score(
-        [e.inputs for e in examples], candidates, prompts=prompts, batch_size=batch_size
+        [e.inputs for e in examples],
+        candidates,
+        prompts=prompts,
+        batch_size=batch_size,
+        verbose=verbose,
     )
     predicted = np.argmax(scores, axis=-1)
     gold = [e.label for e in examples]

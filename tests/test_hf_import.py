@@ -570,3 +570,44 @@ def test_spiece_not_sentencepiece(broken, tmp_path):
     message = str(error.value)
     assert "spiece.model" in message and "not a usable SentencePiece model" in message
     _assert_nothing_written(broken, tmp_path)
+
+
+def test_other_bucket_settings_mapped_exactly(checkpoints, tmp_path):
+    """A config with 8 relative-position buckets and max_distance 16 (as tiny
+    test models have): keras-hub's 32 buckets refine them, so the tables are
+    re-indexed and the logits match transformers'."""
+    config = transformers.T5Config(
+        feed_forward_proj="gated-gelu",
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+        **TINY,
+    )
+    torch.manual_seed(30)
+    model = transformers.T5ForConditionalGeneration(config).eval()
+    _randomize(model, 30)
+    directory = tmp_path / "buckets8"
+    model.save_pretrained(directory, safe_serialization=True)
+    shutil.copy(checkpoints["t5_1.1"][0] / "spiece.model", directory)
+    # Long enough that positions reach the log-spaced buckets.
+    encoder_ids = np.arange(100, 140)[None, :]
+    decoder_ids = np.concatenate([[0], np.arange(200, 223)])[None, :]
+    with torch.no_grad():
+        reference = model(
+            input_ids=torch.tensor(encoder_ids),
+            decoder_input_ids=torch.tensor(decoder_ids),
+        ).logits.numpy()
+
+    backbone, _ = load_hf_t5(directory)
+    lm = keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
+    logits = lm(
+        {
+            "encoder_token_ids": encoder_ids,
+            "encoder_padding_mask": np.ones_like(encoder_ids),
+            "decoder_token_ids": decoder_ids,
+            "decoder_padding_mask": np.ones_like(decoder_ids),
+        }
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(logits), reference, atol=ATOL, rtol=0
+    )
+

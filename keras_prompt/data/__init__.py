@@ -12,14 +12,17 @@ from keras_prompt.data.pipeline import default_bucket_boundaries, make_dataset
 from keras_prompt.data.readers import (
     DataFormatError,
     Example,
+    SplitSource,
     UnlabelledSplitError,
     load_examples,
+    split_source,
 )
 from keras_prompt.data.tasks import (
     HELDOUT_SEED,
     HELDOUT_VALIDATION_SIZES,
     SPLITS,
     TASKS,
+    LocalFile,
     Task,
     get_task,
     heldout_split_indices,
@@ -33,6 +36,8 @@ __all__ = [
     "TASKS",
     "DataFormatError",
     "Example",
+    "LocalFile",
+    "SplitSource",
     "Task",
     "UnlabelledSplitError",
     "accuracy",
@@ -44,5 +49,6 @@ __all__ = [
     "label_from_text",
     "load_examples",
     "roc_auc",
+    "split_source",
     "make_dataset",
 ]

@@ -11,11 +11,18 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keras_prompt.data.tasks import SPLITS, Task, get_task, heldout_split_indices
+from keras_prompt.data.tasks import (
+    HELDOUT_SEED,
+    SPLITS,
+    LocalFile,
+    Task,
+    get_task,
+    heldout_split_indices,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,176 @@ class UnlabelledSplitError(ValueError):
     """The requested split has no gold labels (e.g. a GLUE/SuperGLUE test set)."""
 
 
+@dataclass(frozen=True)
+class SplitSource:
+    """Which file, and which of its rows, a split of a task is read from.
+
+    Attributes:
+        task, split: The task name and split.
+        path: The file read (``None`` for TFDS).
+        official: Whether the examples are exactly the split's official set
+            (the official dev file, not rows held out of the training file).
+        rows: ``"all"`` (every row of ``path``), ``"heldout"`` (the
+            ``heldout_size`` rows held out of the training file with seed
+            ``heldout_seed``) or ``"all_but_heldout"`` (the rest of it).
+        tfds: ``"<name>:<split>"`` when read from TFDS.
+
+    Example:
+
+    ```python
+    from keras_prompt.data import split_source
+    source = split_source("sst2", "validation", data_dir="../shared/assets")
+    source.to_json()["rows"]  # "heldout" unless glue/SST-2/dev.tsv exists
+    ```
+    """
+
+    task: str
+    split: str
+    path: str | None
+    official: bool
+    rows: str = "all"
+    heldout_size: int | None = None
+    heldout_seed: int | None = None
+    tfds: str | None = None
+    entry: LocalFile | None = field(default=None, compare=False, repr=False)
+
+    def describe(self) -> str:
+        """One line for people: the file and which of its rows."""
+        if self.tfds is not None:
+            return f"TFDS {self.tfds}"
+        if self.rows == "heldout":
+            return (
+                f"{self.heldout_size} rows of {self.path} held out with seed "
+                f"{self.heldout_seed} (no official {self.split} file)"
+            )
+        if self.rows == "all_but_heldout":
+            return (
+                f"{self.path} without the {self.heldout_size} rows held out for "
+                "validation"
+            )
+        kind = "official" if self.official else "stand-in"
+        return f"{self.path} ({kind} {self.split} file)"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (for ``metrics.json``)."""
+        result: dict[str, Any] = {
+            "split": self.split,
+            "file": self.path,
+            "official": self.official,
+            "rows": self.rows,
+            "description": self.describe(),
+        }
+        if self.heldout_size is not None:
+            result["heldout_size"] = self.heldout_size
+            result["heldout_seed"] = self.heldout_seed
+        if self.tfds is not None:
+            result["tfds"] = self.tfds
+        return result
+
+
+def split_source(
+    task: Task | str,
+    split: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    tfds_data_dir: str | os.PathLike[str] | None = None,
+) -> SplitSource:
+    """Which file (and rows) :func:`load_examples` reads for ``split``.
+
+    Takes the same source arguments as :func:`load_examples`. For local files
+    the first existing :class:`~keras_prompt.data.tasks.LocalFile` of the
+    split is chosen; "validation" of SST-2, MRPC and RTE falls back to rows
+    held out of the training file only when no dev file exists (and then
+    "train" excludes those rows).
+
+    Raises:
+        ValueError: unknown task or split, or no source given.
+        FileNotFoundError: no file of the split exists (the message lists
+            every file tried).
+        UnlabelledSplitError: the task has no local file for ``split``.
+    """
+    task = get_task(task)
+    if split not in SPLITS:
+        raise ValueError(
+            f"Unknown split {split!r} for task {task.name!r}; "
+            f"expected one of {', '.join(SPLITS)}."
+        )
+    if data_dir is None:
+        if tfds_data_dir is None:
+            raise ValueError(
+                "load_examples needs a source: pass data_dir (official files) or "
+                "tfds_data_dir (prepared TFDS datasets)."
+            )
+        return SplitSource(
+            task.name, split, None, True, tfds=f"{task.tfds_name}:{split}"
+        )
+    data_dir = Path(data_dir)
+    size = task.heldout_validation_size
+    own = _first_existing(task, split, data_dir)
+    if own is not None or size is None or split == "test":
+        if own is None:
+            _raise_missing(task, split, data_dir)
+        entry, path = own
+        if split == "train" and size is not None:
+            # The held-out rows are carved out of train only when they stand
+            # in for a missing dev file.
+            if _first_existing(task, "validation", data_dir) is None:
+                return SplitSource(
+                    task.name, split, str(path), False, "all_but_heldout",
+                    size, HELDOUT_SEED, entry=entry,
+                )
+        return SplitSource(task.name, split, str(path), entry.official, entry=entry)
+    # "validation" held out of the training file.
+    train = _first_existing(task, "train", data_dir)
+    if train is None:
+        _raise_missing(task, "train", data_dir, instead_of=split)
+    entry, path = train
+    return SplitSource(
+        task.name, split, str(path), False, "heldout", size, HELDOUT_SEED,
+        entry=entry,
+    )
+
+
+def _first_existing(
+    task: Task, split: str, data_dir: Path
+) -> tuple[LocalFile, Path] | None:
+    for entry in task.local_candidates(split):
+        path = data_dir / entry.path
+        if path.is_file():
+            return entry, path
+    return None
+
+
+def _raise_missing(
+    task: Task, split: str, data_dir: Path, instead_of: str | None = None
+) -> None:
+    candidates = task.local_candidates(split)
+    if not candidates:
+        available = sorted(
+            {entry.split for entry in task.local_files}
+            | ({"validation"} if task.heldout_validation_size else set()),
+            key=SPLITS.index,
+        )
+        raise UnlabelledSplitError(
+            f"Task {task.name!r} has no labelled {split!r} split in local files "
+            f"(available: {', '.join(available)}). {task.notes}"
+        )
+    paths = [str((data_dir / entry.path).resolve()) for entry in candidates]
+    expected = (
+        f"the file {paths[0]}"
+        if len(paths) == 1
+        else "one of the files " + ", ".join(paths)
+    )
+    because = (
+        f" (its {instead_of!r} split is held out of it when no dev file exists)"
+        if instead_of
+        else ""
+    )
+    raise FileNotFoundError(
+        f"Task {task.name!r} split {split!r} expects {expected}"
+        f"{because} (data_dir={data_dir}); none exists."
+    )
+
+
 def load_examples(
     task: Task | str,
     split: str,
@@ -53,16 +230,20 @@ def load_examples(
 
     Sources, in order of precedence:
 
-    * ``data_dir``: official files laid out like ``shared/assets``. For SST-2,
-      MRPC and RTE the official dev sets are not shipped, so "validation" is
+    * ``data_dir``: files laid out like the official GLUE / SuperGLUE
+      downloads (``glue/SST-2/dev.tsv``, ``glue/MRPC/dev.tsv``,
+      ``glue/QQP/dev.tsv``, ``superglue/RTE/val.jsonl``, ...); the official
+      file of a split is read when present. Without a dev file, SST-2, MRPC
+      and RTE "validation" is
       :data:`~keras_prompt.data.tasks.HELDOUT_VALIDATION_SIZES` rows (the dev
       set's size: 872 / 408 / 277) held out of the training file with seed
       :data:`~keras_prompt.data.tasks.HELDOUT_SEED` (0) and "train" is the
       remaining rows; the two never overlap (see
-      :func:`~keras_prompt.data.tasks.heldout_split_indices`). QQP reads
-      ``train_subset.json`` / ``dev_subset.json``. BoolQ, CB, COPA and WiC
-      train on FewGLUE's 32-shot ``train32.jsonl`` and validate on SuperGLUE's
-      ``val.jsonl``.
+      :func:`~keras_prompt.data.tasks.heldout_split_indices`). Without the
+      official QQP files, QQP reads ``train_subset.json`` /
+      ``dev_subset.json``. BoolQ, CB, COPA and WiC train on ``train.jsonl``,
+      else FewGLUE's 32-shot ``train32.jsonl``, and validate on SuperGLUE's
+      ``val.jsonl``. :func:`split_source` tells which file was used.
     * ``tfds_data_dir`` (only if ``data_dir`` is None): the prepared TFDS
       dataset ``task.tfds_name``, never downloaded. TFDS splits are used as
       they are: "validation" is the official dev set and "train" the full
@@ -93,20 +274,11 @@ def load_examples(
         UnlabelledSplitError: the split has no gold labels.
     """
     task = get_task(task)
-    if split not in SPLITS:
-        raise ValueError(
-            f"Unknown split {split!r} for task {task.name!r}; "
-            f"expected one of {', '.join(SPLITS)}."
-        )
-    if data_dir is not None:
-        rows = _load_local_rows(task, split, Path(data_dir))
-    elif tfds_data_dir is not None:
+    source = split_source(task, split, data_dir, tfds_data_dir)
+    if source.tfds is not None:
         rows = _load_tfds_rows(task, split, tfds_data_dir)
     else:
-        raise ValueError(
-            "load_examples needs a source: pass data_dir (official files) or "
-            "tfds_data_dir (prepared TFDS datasets)."
-        )
+        rows = _load_local_rows(task, source)
     target = task
     if format_as is not None:
         target = get_task(format_as)
@@ -141,23 +313,13 @@ def load_examples(
 _Row = tuple[dict[str, str], int]
 
 
-def _load_local_rows(task: Task, split: str, data_dir: Path) -> list[_Row]:
-    path = task.local_path(split, data_dir)
-    if path is None:
-        available = [s for s in SPLITS if task.local_file(s) is not None]
-        raise UnlabelledSplitError(
-            f"Task {task.name!r} has no labelled {split!r} split in local files "
-            f"(available: {', '.join(available)}). {task.notes}"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Task {task.name!r} split {split!r} expects the file "
-            f"{path.resolve()} (data_dir={data_dir}), which does not exist."
-        )
+def _load_local_rows(task: Task, source: SplitSource) -> list[_Row]:
+    layout = task.layout(source.entry)
+    path = Path(source.path)
     readers = {"tsv": _read_tsv, "json": _read_json, "jsonl": _read_jsonl}
-    rows = readers[task.local_format](task, path, split)
-    size = task.heldout_validation_size
-    if size is not None and split in ("train", "validation"):
+    rows = readers[layout.format](task, layout, path, source.split)
+    if source.rows != "all":
+        size = source.heldout_size
         if len(rows) <= size:
             raise DataFormatError(
                 path,
@@ -165,20 +327,25 @@ def _load_local_rows(task: Task, split: str, data_dir: Path) -> list[_Row]:
                 f"has {len(rows)} rows, too few to hold out the {size}-row "
                 f"validation split of task {task.name!r}.",
             )
-        train_idx, heldout_idx = heldout_split_indices(len(rows), size)
-        rows = [rows[i] for i in (heldout_idx if split == "validation" else train_idx)]
+        train_idx, heldout_idx = heldout_split_indices(
+            len(rows), size, seed=source.heldout_seed
+        )
+        keep = heldout_idx if source.rows == "heldout" else train_idx
+        rows = [rows[i] for i in keep]
     return rows
 
 
-def _parse_label(task: Task, raw: Any, path: Path, line: int) -> int:
-    for index, allowed in enumerate(task.local_label_values):
+def _parse_label(
+    task: Task, layout: LocalFile, raw: Any, path: Path, line: int
+) -> int:
+    for index, allowed in enumerate(layout.label_values):
         if type(raw) is type(allowed) and raw == allowed:
             return index
-    allowed_text = ", ".join(repr(v) for v in task.local_label_values)
+    allowed_text = ", ".join(repr(v) for v in layout.label_values)
     raise DataFormatError(
         path,
         line,
-        f"label {raw!r} in field {task.local_label_field!r} is not one of the "
+        f"label {raw!r} in field {layout.label_field!r} is not one of the "
         f"allowed values ({allowed_text}) for task {task.name!r}.",
     )
 
@@ -206,13 +373,13 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _read_tsv(task: Task, path: Path, split: str) -> list[_Row]:
+def _read_tsv(task: Task, layout: LocalFile, path: Path, split: str) -> list[_Row]:
     """GLUE TSV: a header row, tab-separated, no quoting (MRPC has bare quotes)."""
     lines = _read_text(path).splitlines()
     if not lines:
         raise DataFormatError(path, None, "file is empty (expected a header row).")
     header = lines[0].split("\t")
-    needed = [column for column, _ in task.local_fields]
+    needed = [column for column, _ in layout.fields]
     missing = [c for c in needed if c not in header]
     if missing:
         raise DataFormatError(
@@ -220,11 +387,11 @@ def _read_tsv(task: Task, path: Path, split: str) -> list[_Row]:
             1,
             f"header {header} lacks column(s) {missing} needed by task {task.name!r}.",
         )
-    if task.local_label_field not in header:
+    if layout.label_field not in header:
         raise _unlabelled(
-            task, split, path, f"header {header} has no {task.local_label_field!r}"
+            task, split, path, f"header {header} has no {layout.label_field!r}"
         )
-    positions = {c: header.index(c) for c in [*needed, task.local_label_field]}
+    positions = {c: header.index(c) for c in [*needed, layout.label_field]}
     rows = []
     for line_number, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -238,31 +405,39 @@ def _read_tsv(task: Task, path: Path, split: str) -> list[_Row]:
                 f"({', '.join(header)}), found {len(cells)}.",
             )
         features = {
-            feature: cells[positions[column]] for column, feature in task.local_fields
+            feature: cells[positions[column]] for column, feature in layout.fields
         }
-        raw_label = cells[positions[task.local_label_field]].strip()
-        rows.append((features, _parse_label(task, raw_label, path, line_number)))
+        raw_label = cells[positions[layout.label_field]].strip()
+        rows.append(
+            (features, _parse_label(task, layout, raw_label, path, line_number))
+        )
     return rows
 
 
 def _record_to_row(
-    task: Task, record: Any, path: Path, line: int, split: str, first: bool
+    task: Task,
+    layout: LocalFile,
+    record: Any,
+    path: Path,
+    line: int,
+    split: str,
+    first: bool,
 ) -> _Row:
     if not isinstance(record, dict):
         raise DataFormatError(
             path, line, f"expected a JSON object, found {type(record).__name__}."
         )
-    missing = [key for key, _ in task.local_fields if key not in record]
+    missing = [key for key, _ in layout.fields if key not in record]
     if missing:
         raise DataFormatError(
             path, line, f"missing field(s) {missing} needed by task {task.name!r}."
         )
-    if task.local_label_field not in record:
+    if layout.label_field not in record:
         if first:
-            raise _unlabelled(task, split, path, f"no {task.local_label_field!r} field")
-        raise DataFormatError(path, line, f"missing field {task.local_label_field!r}.")
+            raise _unlabelled(task, split, path, f"no {layout.label_field!r} field")
+        raise DataFormatError(path, line, f"missing field {layout.label_field!r}.")
     features = {}
-    for key, feature in task.local_fields:
+    for key, feature in layout.fields:
         if not isinstance(record[key], str):
             raise DataFormatError(
                 path,
@@ -271,10 +446,12 @@ def _record_to_row(
                 f"{type(record[key]).__name__}.",
             )
         features[feature] = record[key]
-    return features, _parse_label(task, record[task.local_label_field], path, line)
+    return features, _parse_label(
+        task, layout, record[layout.label_field], path, line
+    )
 
 
-def _read_jsonl(task: Task, path: Path, split: str) -> list[_Row]:
+def _read_jsonl(task: Task, layout: LocalFile, path: Path, split: str) -> list[_Row]:
     """SuperGLUE JSON Lines: one JSON object per line."""
     rows = []
     # Only "\n" ends a line: JSON strings may hold U+2028 and friends raw.
@@ -289,11 +466,13 @@ def _read_jsonl(task: Task, path: Path, split: str) -> list[_Row]:
                 line_number,
                 f"invalid JSON ({error.msg} at column {error.colno}).",
             ) from None
-        rows.append(_record_to_row(task, record, path, line_number, split, not rows))
+        rows.append(
+            _record_to_row(task, layout, record, path, line_number, split, not rows)
+        )
     return rows
 
 
-def _read_json(task: Task, path: Path, split: str) -> list[_Row]:
+def _read_json(task: Task, layout: LocalFile, path: Path, split: str) -> list[_Row]:
     """One JSON object mapping example ids to rows (the QQP subset's format)."""
     text = _read_text(path)
     try:
@@ -322,7 +501,9 @@ def _read_json(task: Task, path: Path, split: str) -> list[_Row]:
     rows = []
     for key, record in data.items():
         try:
-            rows.append(_record_to_row(task, record, path, 0, split, not rows))
+            rows.append(
+                _record_to_row(task, layout, record, path, 0, split, not rows)
+            )
         except DataFormatError as error:
             raise DataFormatError(
                 path, line_of(key), f"row {key!r}: {error.detail}"

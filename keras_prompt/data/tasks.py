@@ -23,24 +23,30 @@ RTE uses GLUE's field names (``sentence1``/``sentence2``, T5's ``glue_rte_v002``
 even though the files are SuperGLUE's: GLUE RTE and SuperGLUE RTE are the same
 data. (T5's SuperGLUE format would be ``rte hypothesis: .. premise: ..``.)
 
-Local files follow the layout of ``shared/assets`` (``<data_dir>/glue/SST-2/
-train.tsv``, ``<data_dir>/superglue/RTE/train.jsonl``, ...). Two kinds of split
-are synthesised rather than read:
+Local files follow the layout of the official GLUE / SuperGLUE downloads
+(``<data_dir>/glue/SST-2/train.tsv``, ``glue/SST-2/dev.tsv``,
+``<data_dir>/superglue/RTE/val.jsonl``, ...). A split may be backed by several
+files (:class:`LocalFile`), tried in order: the official file first, then the
+stand-ins ``shared/assets`` ships. When no file of a split exists:
 
-* SST-2, MRPC and RTE ship without their official dev sets, so "validation" is
-  a held-out, seed-:data:`HELDOUT_SEED` subset of the training file with the
-  official dev set's size (:data:`HELDOUT_VALIDATION_SIZES`) and "train" is the
-  rest (see :func:`heldout_split_indices`).
-* BoolQ, CB, COPA and WiC train on FewGLUE's 32-shot ``train32.jsonl`` and
-  validate on the official SuperGLUE ``val.jsonl``.
+* SST-2, MRPC and RTE without their official dev sets (``dev.tsv`` /
+  ``val.jsonl``): "validation" is a held-out, seed-:data:`HELDOUT_SEED`
+  subset of the training file with the official dev set's size
+  (:data:`HELDOUT_VALIDATION_SIZES`) and "train" is the rest (see
+  :func:`heldout_split_indices`). With the official dev file present, it is
+  "validation" and "train" is the whole training file.
+* BoolQ, CB, COPA and WiC train on the official ``train.jsonl`` when present,
+  else on FewGLUE's 32-shot ``train32.jsonl``, and validate on the official
+  SuperGLUE ``val.jsonl``.
+
+:func:`keras_prompt.data.split_source` tells which file (and which rows) a
+split reads, for metrics files.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 #: The split names :func:`keras_prompt.data.load_examples` understands.
@@ -57,6 +63,33 @@ HELDOUT_VALIDATION_SIZES: dict[str, int] = {"sst2": 872, "mrpc": 408, "rte": 277
 
 #: Metric names a :class:`Task` may declare.
 METRICS: tuple[str, ...] = ("accuracy", "f1_accuracy")
+
+#: Local file formats: GLUE TSV with a header row, one JSON object mapping ids
+#: to rows (the QQP subset), or JSON Lines (SuperGLUE).
+LOCAL_FORMATS: tuple[str, ...] = ("tsv", "json", "jsonl")
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file under ``data_dir`` that can back one split of a task.
+
+    Attributes:
+        split: "train", "validation" or "test".
+        path: Path relative to ``data_dir``.
+        official: Whether this is the split's official GLUE/SuperGLUE file
+            (``False`` for stand-ins such as FewGLUE's 32-shot sets or the QQP
+            subset), recorded in metrics files.
+        format, fields, label_field, label_values: This file's layout when it
+            differs from the task's ``local_*`` defaults (``None``: use those).
+    """
+
+    split: str
+    path: str
+    official: bool = True
+    format: Literal["tsv", "json", "jsonl"] | None = None
+    fields: tuple[tuple[str, str], ...] | None = None
+    label_field: str | None = None
+    label_values: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,15 +109,18 @@ class Task:
             feature name, which is the TFDS feature name.
         local_format: ``"tsv"`` (GLUE TSV with a header row), ``"json"`` (one
             object mapping ids to rows, as the QQP subset) or ``"jsonl"``.
-        local_files: ``(split, path relative to data_dir)`` pairs. A split
-            missing here is either held out (see ``heldout_validation_size``)
-            or not available locally.
+        local_files: :class:`LocalFile` entries (or ``(split, path)`` pairs,
+            official files in the task's default layout). Several entries for
+            one split are alternatives, the first existing one is read. A
+            split missing here is either held out (see
+            ``heldout_validation_size``) or not available locally.
         local_fields: ``(column or key in the file, feature)`` pairs.
         local_label_field: Column / key holding the label in the local file.
         local_label_values: Raw label values in the local file, by label
             index (compared type-strictly, so JSON ``false`` is not ``0``).
-        heldout_validation_size: If set, "validation" is this many rows held
-            out of the local training file and "train" is the remainder.
+        heldout_validation_size: If set and no "validation" file exists,
+            "validation" is this many rows held out of the local training
+            file and "train" is the remainder.
         notes: Where the local splits come from, for docs and error messages.
     """
 
@@ -94,7 +130,7 @@ class Task:
     tfds_name: str
     input_fields: tuple[tuple[str, str], ...]
     local_format: Literal["tsv", "json", "jsonl"]
-    local_files: tuple[tuple[str, str], ...]
+    local_files: tuple[LocalFile | tuple[str, str], ...]
     local_fields: tuple[tuple[str, str], ...]
     local_label_values: tuple[Any, ...]
     local_label_field: str = "label"
@@ -111,6 +147,17 @@ class Task:
             )
         if self.metric == "f1_accuracy" and len(self.verbalizers) != 2:
             raise ValueError(f"Task {self.name!r}: F1 needs a binary task.")
+        files = tuple(
+            entry if isinstance(entry, LocalFile) else LocalFile(*entry)
+            for entry in self.local_files
+        )
+        for entry in files:
+            if entry.split not in SPLITS:
+                raise ValueError(
+                    f"Task {self.name!r}: file {entry.path} backs unknown split "
+                    f"{entry.split!r}."
+                )
+        object.__setattr__(self, "local_files", files)
 
     @property
     def num_classes(self) -> int:
@@ -151,20 +198,21 @@ class Task:
             )
         return self.verbalizers[label]
 
-    def local_file(self, split: str) -> str | None:
-        """Relative path of the file backing ``split``, or None if there is none.
+    def local_candidates(self, split: str) -> tuple[LocalFile, ...]:
+        """The files that can back ``split``, in the order they are tried."""
+        return tuple(entry for entry in self.local_files if entry.split == split)
 
-        For held-out tasks, "validation" is backed by the training file.
-        """
-        files = dict(self.local_files)
-        if self.heldout_validation_size is not None and split == "validation":
-            return files.get("train")
-        return files.get(split)
-
-    def local_path(self, split: str, data_dir: str | os.PathLike[str]) -> Path | None:
-        """Full expected path of the file backing ``split`` under ``data_dir``."""
-        relative = self.local_file(split)
-        return None if relative is None else Path(data_dir) / relative
+    def layout(self, entry: LocalFile) -> LocalFile:
+        """``entry`` with the task's defaults filled into its layout fields."""
+        return LocalFile(
+            split=entry.split,
+            path=entry.path,
+            official=entry.official,
+            format=entry.format or self.local_format,
+            fields=entry.fields or self.local_fields,
+            label_field=entry.label_field or self.local_label_field,
+            label_values=entry.label_values or self.local_label_values,
+        )
 
 
 def heldout_split_indices(
@@ -208,21 +256,30 @@ def _superglue(
         input_fields=input_fields,
         local_format="jsonl",
         local_files=(
-            ("train", f"superglue/{directory}/train32.jsonl"),
-            ("validation", f"superglue/{directory}/val.jsonl"),
+            LocalFile("train", f"superglue/{directory}/train.jsonl"),
+            LocalFile("train", f"superglue/{directory}/train32.jsonl", official=False),
+            LocalFile("validation", f"superglue/{directory}/val.jsonl"),
         ),
         local_fields=tuple((feature, feature) for _, feature in input_fields),
         local_label_values=label_values,
         notes=(
-            "train = FewGLUE 32-shot train32.jsonl; validation = official "
-            "SuperGLUE val.jsonl; the SuperGLUE test set is unlabelled."
+            "train = official SuperGLUE train.jsonl, else FewGLUE 32-shot "
+            "train32.jsonl; validation = official SuperGLUE val.jsonl; the "
+            "SuperGLUE test set is unlabelled."
         ),
     )
 
 
 _HELDOUT_NOTE = (
-    "The official dev set is not shipped: validation = {n} rows of train held "
-    "out with seed {seed}; train = the remaining rows."
+    "validation = the official dev file when present, else {n} rows of train "
+    "held out with seed {seed} (train = the remaining rows)."
+)
+
+# GLUE's official QQP files: id, qid1, qid2, question1, question2, is_duplicate.
+_QQP_TSV = dict(
+    format="tsv",
+    fields=(("question1", "question1"), ("question2", "question2")),
+    label_field="is_duplicate",
 )
 
 TASKS: dict[str, Task] = {
@@ -233,7 +290,10 @@ TASKS: dict[str, Task] = {
         tfds_name="glue/sst2",
         input_fields=(("sentence", "sentence"),),
         local_format="tsv",
-        local_files=(("train", "glue/SST-2/train.tsv"),),
+        local_files=(
+            ("train", "glue/SST-2/train.tsv"),
+            ("validation", "glue/SST-2/dev.tsv"),
+        ),
         local_fields=(("sentence", "sentence"),),
         local_label_values=("0", "1"),
         heldout_validation_size=HELDOUT_VALIDATION_SIZES["sst2"],
@@ -247,8 +307,13 @@ TASKS: dict[str, Task] = {
         tfds_name="glue/mrpc",
         input_fields=(("sentence1", "sentence1"), ("sentence2", "sentence2")),
         local_format="tsv",
+        # GLUE's download script writes train.tsv / dev.tsv in MSR's own
+        # layout (Quality, #1 ID, #2 ID, #1 String, #2 String); MSR's labelled
+        # test file has that layout too, GLUE's test.tsv has no labels.
         local_files=(
             ("train", "glue/MRPC/train.tsv"),
+            ("validation", "glue/MRPC/dev.tsv"),
+            ("test", "glue/MRPC/msr_paraphrase_test.txt"),
             ("test", "glue/MRPC/test.tsv"),
         ),
         local_fields=(("#1 String", "sentence1"), ("#2 String", "sentence2")),
@@ -256,7 +321,8 @@ TASKS: dict[str, Task] = {
         local_label_values=("0", "1"),
         heldout_validation_size=HELDOUT_VALIDATION_SIZES["mrpc"],
         notes=_HELDOUT_NOTE.format(n=HELDOUT_VALIDATION_SIZES["mrpc"], seed=0)
-        + " GLUE's MRPC test.tsv is unlabelled.",
+        + " test = MSR's labelled msr_paraphrase_test.txt when present (GLUE's "
+        "test.tsv is unlabelled).",
     ),
     "qqp": Task(
         name="qqp",
@@ -266,14 +332,16 @@ TASKS: dict[str, Task] = {
         input_fields=(("question1", "question1"), ("question2", "question2")),
         local_format="json",
         local_files=(
-            ("train", "glue/QQP/train_subset.json"),
-            ("validation", "glue/QQP/dev_subset.json"),
+            LocalFile("train", "glue/QQP/train.tsv", **_QQP_TSV),
+            LocalFile("train", "glue/QQP/train_subset.json", official=False),
+            LocalFile("validation", "glue/QQP/dev.tsv", **_QQP_TSV),
+            LocalFile("validation", "glue/QQP/dev_subset.json", official=False),
         ),
         local_fields=(("text_a", "question1"), ("text_b", "question2")),
         local_label_values=("0", "1"),
         notes=(
-            "Local files are a labelled QQP subset (train_subset / dev_subset), "
-            "not the official splits."
+            "Official GLUE train.tsv / dev.tsv when present, else a labelled "
+            "QQP subset (train_subset.json / dev_subset.json)."
         ),
     ),
     "rte": Task(
@@ -285,6 +353,7 @@ TASKS: dict[str, Task] = {
         local_format="jsonl",
         local_files=(
             ("train", "superglue/RTE/train.jsonl"),
+            ("validation", "superglue/RTE/val.jsonl"),
             ("test", "superglue/RTE/test.jsonl"),
         ),
         local_fields=(("premise", "premise"), ("hypothesis", "hypothesis")),

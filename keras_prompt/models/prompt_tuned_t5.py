@@ -29,6 +29,7 @@ from keras_prompt.models._keras_hub_compat import (
     T5Seq2SeqLMPreprocessor,
 )
 from keras_prompt.optimizers import PromptAdafactor
+from keras_prompt.progress import ProgressBar
 from keras_prompt.version import __version__
 
 _TOKENIZED_KEYS = ("encoder_token_ids", "encoder_padding_mask")
@@ -536,6 +537,7 @@ class PromptTunedT5(T5Seq2SeqLM):
         *,
         prompts=None,
         batch_size: int = 32,
+        verbose: int | str = 0,
     ) -> np.ndarray:
         """Log-likelihood of each candidate target given each input.
 
@@ -549,6 +551,8 @@ class PromptTunedT5(T5Seq2SeqLM):
             prompts: optional `(B, prompt_length, hidden_dim)` per-example
                 prompts (mixed tasks, ensembles); default is the model's own.
             batch_size: examples per forward pass.
+            verbose: 0 (silent), 1 or `"auto"`: a Keras progress bar on
+                stderr over the inputs, as `fit` shows (`keras_prompt.progress`).
 
         Returns:
             float32 array `(B, C)` of summed token log-probabilities
@@ -586,6 +590,7 @@ class PromptTunedT5(T5Seq2SeqLM):
                 )
         max_input = getattr(self.preprocessor, "encoder_sequence_length", None)
         results = []
+        bar = ProgressBar(len(texts), verbose, unit_name="example")
         for start in range(0, len(texts), batch_size):
             stop = start + batch_size
             encoder_ids, encoder_mask = self._tokenize(texts[start:stop], max_input)
@@ -607,6 +612,7 @@ class PromptTunedT5(T5Seq2SeqLM):
                     )
                 )
             )
+            bar.add(len(batch_candidates))
         return np.concatenate(results, axis=0).astype("float32")
 
     def predict_label(
@@ -659,10 +665,12 @@ class PromptTunedT5(T5Seq2SeqLM):
 
         Args:
             preset: a keras-hub preset name (downloaded when online, e.g.
-                `"t5_1.1_small"`), a local keras-hub preset directory, or a
+                `"t5_1.1_small"`), a local keras-hub preset directory, a
                 Hugging Face T5 checkpoint directory (`config.json`,
                 `model.safetensors` or `tf_model.h5`, `spiece.model`), which
-                is imported with `keras_prompt.checkpoints.load_hf_t5`.
+                is imported with `keras_prompt.checkpoints.load_hf_t5`, or
+                `"hf://owner/name"`, that checkpoint from the local Hugging
+                Face cache (downloaded only when online).
             prompt_length, prompt_initializer, tune: see the class docstring.
             load_weights: load pretrained weights (else random init).
             dtype: backbone dtype or policy, e.g. `"bfloat16"`.
@@ -702,10 +710,17 @@ def load_backbone(
     """The `T5Backbone` and `T5Tokenizer` of a preset name or directory.
 
     Takes what `PromptTunedT5.from_preset` takes: a keras-hub preset name, a
-    keras-hub preset directory or a Hugging Face T5 checkpoint directory.
+    keras-hub preset directory, a Hugging Face T5 checkpoint directory, or an
+    `hf://owner/name` handle, resolved through the local Hugging Face cache
+    (`HF_HUB_OFFLINE=1` reads only the cache; see
+    `keras_prompt.checkpoints.hf_hub`).
     `dropout`, when given, replaces the checkpoint's dropout rate.
     """
     preset_str = os.fspath(preset)
+    if preset_str.startswith("hf://"):
+        from keras_prompt.checkpoints.hf_hub import resolve_hf_handle
+
+        preset_str = str(resolve_hf_handle(preset_str))
     _check_local_model_dir(preset_str)
     if dropout is not None and not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")

@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_prompt import files
+from keras_prompt.progress import ProgressBar
 from keras_prompt.serving import client as serving_client
 from keras_prompt.serving.prompt_bank import PromptBank
 from keras_prompt.version import __version__
@@ -54,6 +55,9 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 #: Hidden name prefix of a version directory being written.
 _STAGING_PREFIX = ".tmp-"
 SIGNATURES = tuple(serving_client.SIGNATURE_INPUTS)
+#: The optional signature for model evaluation (TFX Evaluator / TFMA):
+#: serialized `tf.Example`s in a task's raw columns -> class `probabilities`.
+EVAL_SIGNATURE = "evaluate_tf_examples"
 
 
 # ----------------------------------------------------------------------
@@ -635,7 +639,51 @@ class _ServingGraph:
         )
         return self.by_task(features["text"], features["task"])
 
-    def signatures(self) -> dict[str, Any]:
+    def evaluate_tf_examples(self, examples, task):
+        """Class probabilities of `task` examples in their raw columns.
+
+        The examples are `tf.Example`s with the task's own feature columns
+        (`sentence` for SST-2, ...), as TFX's CsvExampleGen writes them from a
+        task CSV; the T5 input is built in-graph exactly as
+        `Task.format_input` does, then rank-classified with the task's
+        prompt. The softmax over the verbalizers' log-likelihoods is what
+        TFMA's `SparseCategoricalAccuracy` (and TFX's Evaluator) reads.
+        """
+        examples = _check_strings(examples, "examples")
+        features = tf.io.parse_example(
+            examples,
+            {
+                feature: tf.io.FixedLenFeature([], tf.string)
+                for _, feature in task.input_fields
+            },
+        )
+        pieces = [task.name]
+        for key, feature in task.input_fields:
+            pieces.append(
+                tf.strings.join([f"{key}: ", tf.strings.strip(features[feature])])
+            )
+        text = tf.strings.join(pieces, separator=" ")
+        batch = tf.shape(text)[0]
+        _, task_ids = self._task_ids(tf.fill([batch], task.name), batch)
+        prompt = tf.gather(
+            self.module.prompt_bank, tf.gather(self.first_prompt, task_ids)
+        )
+        token_ids, mask = self._tokenize(text)
+        encoded, encoder_mask = self._encode(token_ids, mask, prompt)
+        scores, _ = self._label_scores(encoded, encoder_mask, task_ids)
+        scores = scores[:, : task.num_classes]
+        return {
+            "probabilities": tf.ensure_shape(
+                tf.nn.softmax(scores, axis=-1), [None, task.num_classes]
+            ),
+            "label": tf.ensure_shape(
+                tf.argmax(scores, axis=-1, output_type=tf.int32), [None]
+            ),
+        }
+
+    def signatures(self, on_traced=None, eval_task=None) -> dict[str, Any]:
+        """The concrete functions by signature name; ``on_traced()`` is
+        called after each (tracing is most of an export's time)."""
         def spec(name, dtype):
             return tf.TensorSpec(shape=None, dtype=dtype, name=name)
 
@@ -655,10 +703,18 @@ class _ServingGraph:
                 [spec("examples", tf.string)],
             ),
         }
-        return {
-            name: tf.function(fn, input_signature=specs).get_concrete_function()
-            for name, (fn, specs) in functions.items()
-        }
+        if eval_task is not None:
+            functions[EVAL_SIGNATURE] = (
+                lambda examples: self.evaluate_tf_examples(examples, eval_task),
+                [spec("examples", tf.string)],
+            )
+        traced = {}
+        for name, (fn, specs) in functions.items():
+            function = tf.function(fn, input_signature=specs)
+            traced[name] = function.get_concrete_function()
+            if on_traced is not None:
+                on_traced()
+        return traced
 
 
 # ----------------------------------------------------------------------
@@ -765,6 +821,8 @@ def export_saved_model(
     default_task: str | None = None,
     warmup: bool = True,
     overwrite: bool = False,
+    verbose: int | str = 0,
+    eval_task: Any = None,
 ) -> Path:
     """Writes `export_dir/<version>/`, a SavedModel TF Serving loads as is.
 
@@ -819,6 +877,13 @@ def export_saved_model(
             request per signature), which the server replays at load time so
             the first real request does not pay for graph initialisation.
         overwrite: replace an existing version directory.
+        verbose: 0 (silent), 1, 2 or `"auto"`: a Keras progress bar on stderr
+            over the signatures traced and the files written
+            (`keras_prompt.progress`).
+        eval_task: a task (name or `keras_prompt.data.Task`) in the bank: adds
+            the signature `evaluate_tf_examples` (serialized `tf.Example`s in
+            the task's raw columns, e.g. `sentence` -> `probabilities [B, C]`,
+            `label [B]`), which TFX's Evaluator scores with TFMA.
 
     Returns:
         The path of the written version directory.
@@ -872,11 +937,28 @@ def export_saved_model(
         int(max_decode_length),
         default_task,
     )
+    if eval_task is not None:
+        from keras_prompt.data import get_task
+
+        eval_task = get_task(eval_task)
+        if eval_task.name not in bank.prompts or not bank.verbalizers.get(
+            eval_task.name
+        ):
+            raise ValueError(
+                f"`eval_task` {eval_task.name!r} needs a prompt with verbalizers "
+                f"in the bank; the bank has {bank.tasks}."
+            )
+    bar = ProgressBar(
+        len(SIGNATURES) + 1 + (eval_task is not None),
+        verbose,
+        unit_name="stage",
+        label=f"exporting to {export_dir}",
+    )
     with _core_tf_ops(), warnings.catch_warnings():
         # keras-hub's attention layers warn that they drop Keras masks; the
         # masks are passed explicitly, so the warning is noise here.
         warnings.filterwarnings("ignore", message=".*does not support masking.*")
-        signatures = graph.signatures()
+        signatures = graph.signatures(on_traced=bar.add, eval_task=eval_task)
 
     metadata = {
         "format_version": 1,
@@ -895,6 +977,13 @@ def export_saved_model(
         },
         "model": model.prompt_metadata()["backbone"],
     }
+    if eval_task is not None:
+        metadata["signatures"][EVAL_SIGNATURE] = {
+            "inputs": ["examples"],
+            "outputs": ["probabilities", "label"],
+            "task": eval_task.name,
+            "features": [feature for _, feature in eval_task.input_fields],
+        }
 
     created = _missing_directories(export_dir)
     export_dir.mkdir(parents=True, exist_ok=True)
@@ -920,6 +1009,8 @@ def export_saved_model(
             if target.exists():
                 shutil.rmtree(target)
             os.replace(temp, target)
+        with bar:
+            bar.add(1)
     except BaseException:
         # A failed export leaves nothing behind, not even the base directory.
         for directory in created:

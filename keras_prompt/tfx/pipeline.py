@@ -1,4 +1,10 @@
-"""Build the CsvExampleGen -> Trainer -> Pusher pipeline for a task.
+"""Build the CsvExampleGen -> Trainer -> Evaluator -> Pusher pipeline for a task.
+
+The Evaluator (TFMA) measures the trained model's accuracy on ExampleGen's
+eval split through its `evaluate_tf_examples` signature and blesses it only
+when it reaches `min_accuracy` and does not fall more than
+`max_accuracy_drop` below the last blessed model (found by a
+`LatestBlessedModelStrategy` resolver); the Pusher pushes blessed models only.
 
 `create_pipeline` returns a plain `tfx.dsl.Pipeline`: run it locally with
 `run_local` (TFX's `LocalDagRunner`: Beam's DirectRunner, SQLite metadata), or
@@ -37,8 +43,9 @@ def write_task_csv(
 
     The header is the task's canonical features then `label` (the class
     index), e.g. `sentence,label` for SST-2: the layout `run_fn` reads after
-    `CsvExampleGen`. Splits are `keras_prompt.data.load_examples`' (SST-2,
-    MRPC and RTE "validation" is the seeded held-out part of the train file).
+    `CsvExampleGen`. Splits are `keras_prompt.data.load_examples`' (the
+    official dev file when present; otherwise SST-2, MRPC and RTE
+    "validation" is the seeded held-out part of the train file).
 
     Args:
         task: a task name or `keras_prompt.data.Task`.
@@ -47,11 +54,11 @@ def write_task_csv(
         path: the CSV to write (parent folders are created).
         limit: keep the first `limit` rows.
     """
-    from keras_prompt.data import get_task
+    from keras_prompt.data import get_task, split_source
     from keras_prompt.data.readers import _load_local_rows
 
     task = get_task(task)
-    rows = _load_local_rows(task, split, Path(data_dir))
+    rows = _load_local_rows(task, split_source(task, split, data_dir))
     if limit is not None:
         rows = rows[:limit]
     path = Path(path)
@@ -100,8 +107,11 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] | None = None,
     enable_cache: bool = False,
     validate: bool = True,
+    evaluate: bool = True,
+    min_accuracy: float = 0.0,
+    max_accuracy_drop: float | None = 0.0,
 ):
-    """A CsvExampleGen -> Trainer -> Pusher pipeline that prompt-tunes `task`.
+    """A CsvExampleGen -> Trainer -> Evaluator -> Pusher pipeline for `task`.
 
     Args:
         data_root: folder of task CSVs (see `write_task_csv`). With `train/`
@@ -125,6 +135,14 @@ def create_pipeline(
         enable_cache: reuse component outputs of earlier identical runs.
         validate: check the options now (`TrainerInputError`), rather than
             only when the Trainer runs.
+        evaluate: gate the Pusher with an Evaluator (default). False gives
+            CsvExampleGen -> Trainer -> Pusher, which pushes every model.
+        min_accuracy: the Evaluator blesses a model only if its accuracy on
+            the eval split is at least this.
+        max_accuracy_drop: ... and at most this much below the last blessed
+            model's accuracy on the same examples (`None`: no comparison).
+            The first run has no blessed model and is judged on
+            `min_accuracy` alone.
 
     Returns:
         A `tfx.dsl.Pipeline`, for `run_local` or any TFX DAG runner.
@@ -159,6 +177,14 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(),
         custom_config=config,
     )
+    components = [example_gen, trainer]
+    gate = {}
+    if evaluate:
+        resolver, evaluator = _evaluator(
+            tfx, example_gen, trainer, task, min_accuracy, max_accuracy_drop
+        )
+        components += [resolver, evaluator]
+        gate = {"model_blessing": evaluator.outputs["blessing"]}
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         push_destination=tfx.proto.PushDestination(
@@ -166,7 +192,9 @@ def create_pipeline(
                 base_directory=os.fspath(serving_dir)
             )
         ),
+        **gate,
     )
+    components.append(pusher)
     if metadata_path == "auto":
         metadata_path = (
             os.path.join(pipeline_root, "metadata.sqlite")
@@ -184,11 +212,78 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=name,
         pipeline_root=pipeline_root,
-        components=[example_gen, trainer, pusher],
+        components=components,
         enable_cache=enable_cache,
         metadata_connection_config=metadata_config,
         beam_pipeline_args=list(beam_pipeline_args),
     )
+
+
+def eval_config(task: str, min_accuracy: float, max_accuracy_drop: float | None):
+    """The TFMA `EvalConfig` of the Evaluator: accuracy over the whole eval
+    split, through the model's `evaluate_tf_examples` signature."""
+    import tensorflow_model_analysis as tfma
+
+    from keras_prompt.serving.export import EVAL_SIGNATURE
+
+    if not 0.0 <= min_accuracy <= 1.0:
+        raise ValueError(f"`min_accuracy` must be in [0, 1]; got {min_accuracy}.")
+    if max_accuracy_drop is not None and max_accuracy_drop < 0:
+        raise ValueError(
+            f"`max_accuracy_drop` must be >= 0 or None; got {max_accuracy_drop}."
+        )
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(
+            lower_bound={"value": float(min_accuracy)}
+        )
+    )
+    if max_accuracy_drop is not None:
+        # TFMA compares candidate - baseline with the bound; the epsilon
+        # keeps an equally good model (drop 0) blessed despite float noise.
+        threshold.change_threshold.CopyFrom(
+            tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -float(max_accuracy_drop) - 1e-10},
+            )
+        )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=EVAL_SIGNATURE,
+                label_key="label",
+                prediction_key="probabilities",
+                preprocessing_function_names=[],
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name="SparseCategoricalAccuracy", threshold=threshold
+                    ),
+                ]
+            )
+        ],
+    )
+
+
+def _evaluator(tfx, example_gen, trainer, task, min_accuracy, max_accuracy_drop):
+    resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ModelBlessing
+        ),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=resolver.outputs["model"],
+        eval_config=eval_config(task, min_accuracy, max_accuracy_drop),
+    )
+    return resolver, evaluator
 
 
 def run_local(pipeline) -> None:
@@ -197,6 +292,9 @@ def run_local(pipeline) -> None:
     A failing component raises here (TFX re-raises the component's error,
     e.g. `run_fn`'s `TrainerInputError`); later components do not run.
     """
+    # The Evaluator loads the SavedModel in this process; its SentencePiece
+    # ops are TF Text's, registered by importing it.
+    import tensorflow_text  # noqa: F401
     from tfx import v1 as tfx
 
     tfx.orchestration.LocalDagRunner().run(pipeline)

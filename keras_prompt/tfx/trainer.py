@@ -381,7 +381,8 @@ def run_fn(fn_args: Any) -> dict[str, Any]:
 
     Reads `fn_args.train_files` / `eval_files` / `custom_config` /
     `train_steps`, writes the SavedModel (signatures `serving_default`,
-    `classify`, `by_task`, `ensemble`, `serve_tf_examples`; see
+    `classify`, `by_task`, `ensemble`, `serve_tf_examples`, and
+    `evaluate_tf_examples` for the Evaluator; see
     `keras_prompt.serving.export_saved_model`) to `fn_args.serving_model_dir`
     with the trained prompt banked under the task's name (so `by_task` and
     `serve_tf_examples` rank-classify over its verbalizers), and the prompt
@@ -474,6 +475,9 @@ def run_fn(fn_args: Any) -> dict[str, Any]:
             max_input_length=options.max_input_length,
             max_decode_length=options.max_decode_length,
             default_task=task.name,
+            # The Evaluator scores ExampleGen's examples, in the task's raw
+            # columns, through this signature.
+            eval_task=task,
         )
         report["export_seconds"] = round(time.perf_counter() - start, 2)
         report["total_seconds"] = round(time.perf_counter() - started, 2)

@@ -102,7 +102,63 @@ def test_pipeline_pushes_one_servable_version(run):
     assert trainer_report["eval"]["num_examples"] == 128
     assert trainer_report["options"]["steps"] == OPTIONS["steps"]
     seconds = run["figures"]["component_seconds"]
-    assert set(seconds) == {"CsvExampleGen", "Trainer", "Pusher"}
+    assert {"CsvExampleGen", "Trainer", "Evaluator", "Pusher"} <= set(seconds)
+    # The Evaluator blessed it (accuracy >= 0, no earlier blessed model).
+    assert blessings(run["root"]) == ["BLESSED"]
+
+
+def blessings(root: Path) -> list[str]:
+    """The Evaluator's verdicts (BLESSED / NOT_BLESSED), oldest first."""
+    folders = sorted(
+        (root / "tfx_root" / "Evaluator" / "blessing").iterdir(),
+        key=lambda p: int(p.name),
+    )
+    return [
+        next(f.name for f in folder.iterdir() if f.name.endswith("BLESSED"))
+        for folder in folders
+    ]
+
+
+def test_evaluator_blocks_a_worse_model(run, tiny_preset):
+    """The same pipeline again with a prompt trained for 1 step from a random
+    init against a 0.99 accuracy threshold: the Evaluator does not bless it
+    (and the last blessed model, the first run's, is its baseline), so the
+    Pusher pushes nothing new."""
+    data = run["root"] / "data"
+    pipeline = kp_tfx.create_pipeline(
+        data,
+        "sst2",
+        {"checkpoint": str(tiny_preset), **OPTIONS, "steps": 1,
+         "init": "random_uniform"},
+        run["serving"],
+        pipeline_root=run["root"] / "tfx_root",
+        min_accuracy=0.99,
+    )
+    kp_tfx.run_local(pipeline)
+    assert blessings(run["root"]) == ["BLESSED", "NOT_BLESSED"]
+    assert versions(run["serving"]) == [run["version"]]
+    import tensorflow_model_analysis as tfma
+
+    first, second = sorted(
+        (run["root"] / "tfx_root" / "Evaluator" / "evaluation").iterdir(),
+        key=lambda p: int(p.name),
+    )
+    assert tfma.load_validation_result(str(first)).validation_ok
+    result = tfma.load_validation_result(str(second))
+    assert not result.validation_ok
+    failed = {
+        (failure.metric_key.name, failure.metric_key.is_diff)
+        for per_slice in result.metric_validations_per_slice
+        for failure in per_slice.failures
+    }
+    assert failed == {("sparse_categorical_accuracy", False)}  # below 0.99
+    # The first run's model was evaluated beside it as the baseline.
+    models = {
+        key.key.model_name
+        for metrics in tfma.load_metrics(str(second))
+        for key in metrics.metric_keys_and_values
+    }
+    assert models == {"candidate", "baseline"}
 
 
 def query(python: str, saved_model: Path) -> dict:
@@ -123,6 +179,7 @@ def check_answers(answers: dict) -> None:
         "by_task",
         "classify",
         "ensemble",
+        "evaluate_tf_examples",
         "serve_tf_examples",
         "serving_default",
     ]
@@ -254,11 +311,12 @@ def test_same_pipeline_compiles_for_vertex(tmp_path, assets):
     ).run(pipeline)
     spec = json.loads(output.read_text())
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
-    assert set(executors) == {
+    assert {
         "CsvExampleGen_executor",
         "Trainer_executor",
+        "Evaluator_executor",
         "Pusher_executor",
-    }
+    } <= set(executors)
     text = json.dumps(spec)
     assert "gs://bucket/presets/t5_base" in text and "keras_prompt_trainer" in text
 

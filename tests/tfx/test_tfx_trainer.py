@@ -126,7 +126,34 @@ def test_run_fn_trains_evaluates_and_exports(tmp_path, sst2_files, tiny_preset):
         "by_task",
         "ensemble",
         "serve_tf_examples",
+        "evaluate_tf_examples",
     }
+    # The Evaluator's signature: raw task columns in, class probabilities out,
+    # agreeing with rank classification of the formatted text.
+    raw = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "sentence": tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[text.encode()])
+                    ),
+                    "label": tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=[1])
+                    ),
+                }
+            )
+        ).SerializeToString()
+        for text in ("a gem ", "dull")
+    ]
+    evaluated = loaded.signatures["evaluate_tf_examples"](examples=tf.constant(raw))
+    probabilities = evaluated["probabilities"].numpy()
+    assert probabilities.shape == (2, 2)
+    assert abs(probabilities.sum(axis=1) - 1.0).max() < 1e-5
+    formatted_texts = ["sst2 sentence: a gem", "sst2 sentence: dull"]
+    formatted = loaded.signatures["serve_tf_examples"](
+        examples=tf.constant(serialize_examples(formatted_texts))
+    )
+    assert evaluated["label"].numpy().tolist() == formatted["label"].numpy().tolist()
     outputs = loaded.signatures["serve_tf_examples"](
         examples=tf.constant(serialize_examples(["sst2 sentence: a gem", "dull"]))
     )
