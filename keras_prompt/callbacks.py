@@ -35,7 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_prompt import distribute, files
+from keras_prompt import compat, distribute, files
 from keras_prompt.version import __version__
 
 STATE_FORMAT_VERSION = 1
@@ -58,7 +58,7 @@ def _optimizer_slots(model) -> list:
     if not optimizer.built:
         with model.distribute_strategy.scope():
             optimizer.build(model.trainable_variables)
-    learning_rate = getattr(optimizer, "_learning_rate", None)
+    learning_rate = compat.learning_rate_variable(optimizer)
     return [v for v in optimizer.variables if v is not learning_rate]
 
 
@@ -368,7 +368,7 @@ class PromptBackup(_StepCounter):
             meta = self.restore()
             if meta is not None and meta.get("epoch"):
                 # As keras.callbacks.BackupAndRestore does, for plain `fit`.
-                self.model._initial_epoch = int(meta["epoch"])
+                compat.set_initial_epoch(self.model, meta["epoch"])
         super().on_train_begin(logs)
         if self.run_start_step is None:
             self.run_start_step = self._current_step

@@ -37,6 +37,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from keras_prompt import compat
+
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 #: Seconds a multi-worker task waits for its peers before giving up.
@@ -545,84 +547,38 @@ def distribute_dataset(
     return strategy.distribute_datasets_from_function(per_worker)
 
 
-@contextlib.contextmanager
-def no_batch_peek(model, element_spec) -> Iterator[None]:
+def no_batch_peek(model, element_spec):
     """Builds `fit`'s loss/metric state from `element_spec`, not from a batch.
 
-    Keras 3.15's TensorFlow `fit` (`_maybe_symbolic_build`), for a model made
-    under a strategy scope, pulls one batch from a throw-away iterator and
-    averages it across replicas only to learn its shapes. That (1) fails on
-    boolean tensors such as padding masks (`AddN` has no bool kernel), and
-    (2) advances the shuffle seeds of a `reshuffle_each_iteration` dataset
-    by an amount that depends on prefetch timing, so replicas, workers and
-    resumed runs would not see a reproducible order. The dataset's
-    `element_spec` carries the same shapes and dtypes.
-
-    Falls back to Keras' own behaviour if these internals change.
+    A context manager for Keras 3 `fit` under a strategy scope, which would
+    otherwise pull a batch from a throw-away iterator (see
+    `keras_prompt.compat.build_fit_state_from_spec`).
     """
-    build = getattr(model, "_symbolic_build", None)
-    if (
-        build is None
-        or not hasattr(model, "_maybe_symbolic_build")
-        # Made outside any strategy scope: Keras builds at trace time instead.
-        or getattr(model, "_distribute_strategy", None) is None
-    ):
-        yield
-        return
-
-    def build_from_spec(iterator=None, data_batch=None):
-        with model.distribute_strategy.scope():
-            build(data_batch=element_spec)
-
-    model._maybe_symbolic_build = build_from_spec
-    try:
-        yield
-    finally:
-        del model._maybe_symbolic_build
+    return compat.build_fit_state_from_spec(model, element_spec)
 
 
 @contextlib.contextmanager
 def multi_worker_metrics_fix(strategy: tf.distribute.Strategy) -> Iterator[None]:
     """Lets Keras 3 `fit` average its scalar logs across workers.
 
-    Under a multi-worker `MultiWorkerMirroredStrategy`, Keras 3.15's TF
-    trainer reduces each replica's logs with `strategy.reduce("MEAN", v,
-    axis=0)`, which fails for the scalar loss and metrics ("Invalid reduction
-    dimension 0 for input with 0 dimensions";
-    https://github.com/tensorflow/tensorflow/issues/72388). While the block
-    runs (the train step is traced inside `fit`), scalars are all-reduced
-    with `axis=None` instead; everything else goes to Keras' own function.
+    Under a multi-worker `MultiWorkerMirroredStrategy` keras' TF trainer
+    cannot reduce scalar logs (`keras_prompt.compat.scalar_logs_across_workers`);
+    while the block runs (the train step is traced inside `fit`), scalars are
+    all-reduced with `axis=None` instead. Other strategies are left alone.
     """
-    try:
-        from keras.src.backend.tensorflow import trainer as tf_trainer
-    except ImportError:  # pragma: no cover - a Keras without this module
-        yield
-        return
-    original = getattr(tf_trainer, "reduce_per_replica", None)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    if original is None or not multi_worker or num_workers(strategy) <= 1:
+    if not multi_worker or num_workers(strategy) <= 1:
         yield
         return
 
-    def rank(value) -> int | None:
+    def is_scalar(value) -> bool:
         if isinstance(value, tf.distribute.DistributedValues):
             value = strategy.experimental_local_results(value)[0]
         shape = getattr(value, "shape", None)
-        return None if shape is None else shape.rank
+        return shape is not None and shape.rank == 0
 
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction not in ("auto", "mean"):
-            return original(values, strategy, reduction)
+    def reduce_scalar(value, strategy):
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
 
-        def reduce(value):
-            if rank(value) == 0:
-                return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-            return original(value, strategy, reduction)
-
-        return tf.nest.map_structure(reduce, values)
-
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    try:
+    with compat.scalar_logs_across_workers(is_scalar, reduce_scalar):
         yield
-    finally:
-        tf_trainer.reduce_per_replica = original

@@ -5,6 +5,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_prompt import compat
+
+
+def _rms(x):
+    """Root mean square of `x`, as keras' Adafactor measures steps."""
+    return ops.sqrt(ops.mean(ops.square(x)))
+
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
 class PromptAdafactor(keras.optimizers.Adafactor):
@@ -59,10 +66,9 @@ class PromptAdafactor(keras.optimizers.Adafactor):
             lr = ops.minimum(lr, 1 / ops.sqrt(local_step))
         if self.multiply_by_parameter_scale:
             epsilon_2 = ops.cast(self.epsilon_2, variable.dtype)
-            lr = ops.maximum(epsilon_2, self._rms(variable)) * lr
+            lr = ops.maximum(epsilon_2, _rms(variable)) * lr
 
-        index = self._get_variable_index(variable)
-        r, c, v = self._r[index], self._c[index], self._v[index]
+        r, c, v = compat.adafactor_moments(self, variable)
         grad_square = ops.add(ops.square(gradient), self.epsilon_1)
         beta_2_t = ops.subtract(1, ops.power(local_step, self.beta_2_decay))
 
@@ -91,7 +97,7 @@ class PromptAdafactor(keras.optimizers.Adafactor):
             self.assign(v, beta_2_t * v + (1 - beta_2_t) * grad_square)
 
         update = gradient / ops.sqrt(v)
-        update = update / ops.maximum(one, self._rms(update) / self.clip_threshold)
+        update = update / ops.maximum(one, _rms(update) / self.clip_threshold)
         self.assign_sub(variable, lr * update)
 
     def get_config(self):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import make_tiny_model_and_batch
-from keras_hub.src.models.t5.t5_multi_head_attention import T5MultiHeadAttention
 
+from keras_prompt.compat import t5_layer_classes
 from keras_prompt.layers.fast_attention import (
     FusedSelfAttention,
     ShortQueryCrossAttention,
@@ -14,6 +14,8 @@ from keras_prompt.layers.fast_attention import (
     use_fused_self_attention,
     use_short_query_cross_attention,
 )
+
+T5MultiHeadAttention = t5_layer_classes()[1]
 
 
 def _attention(dtype="float32"):

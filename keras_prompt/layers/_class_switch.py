@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_prompt import compat
+
 
 def switch_layer_classes(
     layer: keras.layers.Layer, old_class: type, new_class: type
@@ -18,7 +20,7 @@ def switch_layer_classes(
     if keras.config.backend() != "tensorflow":
         return 0
     switched = 0
-    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+    for sublayer in compat.sublayers(layer):
         if type(sublayer) is old_class:
             sublayer.__class__ = new_class
             switched += 1

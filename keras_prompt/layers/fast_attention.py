@@ -45,12 +45,13 @@ backward take 13.7 ms per layer instead of 20.0.
 
 from __future__ import annotations
 
-import inspect
-
 import keras
 import tensorflow as tf
 from keras import ops
-from keras_hub.src.models.t5.t5_multi_head_attention import T5MultiHeadAttention
+
+from keras_prompt import compat
+
+T5MultiHeadAttention = compat.t5_layer_classes()[1]
 
 
 def reassociation_pays(
@@ -261,12 +262,6 @@ class FusedSelfAttention(T5MultiHeadAttention):
         return self.output_projector(outputs), position_bias, None
 
 
-def _supported() -> bool:
-    """keras-hub >= 0.32's attention (with the cache-index argument)."""
-    parameters = inspect.signature(T5MultiHeadAttention.call).parameters
-    return "cache_update_index" in parameters
-
-
 def _switch_attention(
     backbone: keras.layers.Layer,
     stacks: tuple[str, ...],
@@ -279,7 +274,7 @@ def _switch_attention(
     saved files stay keras-hub's). Returns the number switched: 0 on other
     backends or keras-hub releases whose attention has a different interface.
     """
-    if keras.config.backend() != "tensorflow" or not _supported():
+    if keras.config.backend() != "tensorflow" or not compat.t5_layers_have_cache():
         return 0
     switched = 0
     for stack in stacks:

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras_hub.src.models.t5.t5_layer_norm import T5LayerNorm
 
+from keras_prompt import compat
 from keras_prompt.layers._class_switch import switch_layer_classes
+
+T5LayerNorm = compat.t5_layer_classes()[0]
 
 
 def rms_norm(inputs, weight, epsilon: float) -> tf.Tensor:
@@ -65,11 +67,8 @@ class FastT5LayerNorm(T5LayerNorm):
         return rms_norm(hidden_states, weight, self.epsilon)
 
 
-# Keras' weight files key layers held in lists (a functional backbone's
-# `layers`, where keras-hub's final encoder/decoder norms live) by their class
-# name. Keeping keras-hub's name keeps those keys, so weights saved with and
-# without the switch load into each other.
-FastT5LayerNorm.__name__ = T5LayerNorm.__name__
+# Weights saved with and without the switch load into each other.
+compat.keep_class_name(FastT5LayerNorm, T5LayerNorm)
 
 
 def use_fast_layer_norm(layer: keras.layers.Layer) -> int:

@@ -34,7 +34,13 @@ if NATIVE_T5_SEQ2SEQ_LM:
     T5Seq2SeqLM = keras_hub.models.T5Seq2SeqLM
     T5Seq2SeqLMPreprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor
 else:  # pragma: no cover - exercised on the TFX stack (tests/tfx).
-    from keras_hub.src.utils.tensor_utils import any_equal
+
+    def any_equal(inputs, values, padding_mask):
+        """Where `inputs` equals any of `values`, within `padding_mask`."""
+        found = ops.equal(inputs, values[0])
+        for value in values[1:]:
+            found = ops.logical_or(found, ops.equal(inputs, value))
+        return ops.logical_and(found, padding_mask)
 
     @keras.saving.register_keras_serializable(package="keras_prompt")
     class T5Seq2SeqLMPreprocessor(keras_hub.models.Seq2SeqLMPreprocessor):

@@ -43,6 +43,7 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_prompt import compat
 from keras_prompt import health as backbone_health
 from keras_prompt.models.geometries import geometry_config, initialize_embeddings
 from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
@@ -539,7 +540,7 @@ def _build_backbone(config: PretrainConfig) -> keras_hub.models.T5Backbone:
         return initialize_embeddings(keras_hub.models.T5Backbone(**arguments))
     backbone = keras_hub.models.T5Backbone.from_preset(config.model, dtype=config.dtype)
     if config.dropout is not None:
-        for layer in backbone._flatten_layers(include_self=False):
+        for layer in compat.sublayers(backbone):
             if isinstance(layer, keras.layers.Dropout):
                 layer.rate = config.dropout
     return backbone

@@ -41,7 +41,7 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
-from keras_prompt import files
+from keras_prompt import compat, files
 from keras_prompt.progress import ProgressBar
 from keras_prompt.serving import client as serving_client
 from keras_prompt.serving.prompt_bank import PromptBank
@@ -81,20 +81,9 @@ def _dynamic_update_slice(inputs, updates, start_indices):
     return tf.ensure_shape(tf.where(where, placed, inputs), inputs.shape)
 
 
-@contextlib.contextmanager
 def _core_tf_ops():
     """Traces keras' `ops.slice_update` to core TF ops instead of an XLA op."""
-    from keras.src.backend.tensorflow import core as keras_tf_core
-
-    original = getattr(keras_tf_core, "dynamic_update_slice", None)
-    if original is None:  # another keras: nothing to swap (the op test checks)
-        yield
-        return
-    keras_tf_core.dynamic_update_slice = _dynamic_update_slice
-    try:
-        yield
-    finally:
-        keras_tf_core.dynamic_update_slice = original
+    return compat.core_tf_slice_update(_dynamic_update_slice)
 
 
 # ----------------------------------------------------------------------
