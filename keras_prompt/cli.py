@@ -479,19 +479,11 @@ def cmd_export_peft(args) -> int:
     return 0
 
 
-def _tokenized(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    import tensorflow as tf
-
-    ids = tokenizer(tf.constant(list(texts), tf.string))
-    if hasattr(ids, "to_list"):
-        ids = ids.to_list()
-    return [[int(i) for i in row] for row in ids]
-
-
 def _health_report(backbone, tokenizer, texts: Sequence[str] | None) -> dict:
     from keras_prompt.health import check_backbone, health_warnings
+    from keras_prompt.models.t5_inputs import token_lists
 
-    tokens = _tokenized(tokenizer, texts) if texts else None
+    tokens = token_lists(tokenizer, texts) if texts else None
     report = check_backbone(backbone, tokens)
     report["warnings"] = health_warnings(report)
     return report

@@ -25,7 +25,7 @@ from keras_prompt.models.prompt_tuned_t5 import PromptTunedT5
 
 def _target_length(model: PromptTunedT5, task: Task) -> int:
     """Room for the longest verbalizer (+ `</s>` and the start token)."""
-    tokenizer = model._require_tokenizer()
+    tokenizer = model.require_tokenizer()
     lengths = [
         len(np.asarray(tokenizer.tokenize(v)).reshape(-1)) for v in task.verbalizers
     ]
@@ -103,7 +103,7 @@ def train_prompt(
     history.history, history.epoch = {}, []
     if done >= steps:
         return history
-    tokenizer = model._require_tokenizer()
+    tokenizer = model.require_tokenizer()
     target_length = _target_length(model, task)
 
     def dataset_fn(skip: int):

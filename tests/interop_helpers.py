@@ -66,7 +66,7 @@ def keras_prompt_outputs(backbone, prompt=None) -> tuple[np.ndarray, np.ndarray]
         model = PromptTunedT5(backbone, prompt_length=len(prompt))
         model.set_prompt(prompt)
     mask = (ENCODER_IDS != 0).astype("int32")
-    encoded, _ = model._encode(ENCODER_IDS, mask)
+    encoded, _ = model.encode(ENCODER_IDS, mask)
     logits = model(
         {
             "encoder_token_ids": ENCODER_IDS,

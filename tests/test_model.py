@@ -100,7 +100,7 @@ def test_forward_matches_manual_prompt_concatenation(model, preprocessor):
                 "decoder_padding_mask": x["decoder_padding_mask"],
             }
         )["decoder_sequence_output"]
-        reference = keras.ops.convert_to_numpy(model._logits(reference_hidden))
+        reference = keras.ops.convert_to_numpy(model.logits(reference_hidden))
         ours = keras.ops.convert_to_numpy(model(x))
     finally:
         table.assign(original)

@@ -459,15 +459,17 @@ def test_saved_model_cli_lists_the_signatures(exported):
 # ----------------------------------------------------------------------
 def _reference_greedy(model, text, prompt):
     """Uncached greedy decoding with the Keras model (argmax over the vocab)."""
-    ids, mask = model._tokenize([text], MAX_INPUT)
-    encoded, encoded_mask = model._encode(ids, mask, prompt[None])
+    tokenizer = model.preprocessor.tokenizer
+    ids = np.asarray(tokenizer([text]).to_list()[0][: MAX_INPUT - 1] + [1])[None]
+    mask = np.ones_like(ids, "int32")
+    encoded, encoded_mask = model.encode(ids, mask, prompt[None])
     decoded, score = [0], 0.0
     for _ in range(MAX_DECODE):
-        hidden = model._decode(
+        hidden = model.decode(
             np.array([decoded], "int32"), np.ones((1, len(decoded)), "int32"),
             encoded, encoded_mask,
         )
-        logits = np.asarray(model._logits(hidden))[0, -1].astype("float64")
+        logits = np.asarray(model.logits(hidden))[0, -1].astype("float64")
         top = logits.max()
         log_probs = logits - (top + np.log(np.exp(logits - top).sum()))
         choice = int(np.argmax(log_probs[:32000]))

@@ -24,10 +24,12 @@ from keras_prompt.layers.fast_attention import (
 from keras_prompt.layers.fast_dropout import use_fast_dropout
 from keras_prompt.layers.fast_layer_norm import use_fast_layer_norm
 from keras_prompt.layers.soft_prompt import SoftPrompt
+from keras_prompt.models import t5_inputs
 from keras_prompt.models._keras_hub_compat import (
     T5Seq2SeqLM,
     T5Seq2SeqLMPreprocessor,
 )
+from keras_prompt.models.prompted_t5 import PromptedT5
 from keras_prompt.optimizers import PromptAdafactor
 from keras_prompt.progress import ProgressBar
 from keras_prompt.version import __version__
@@ -209,16 +211,17 @@ class PromptTunedT5(T5Seq2SeqLM):
                 "decoder_padding_mask",
             )
         }
-        encoder_outputs, encoder_mask = self._encode(
+        self._t5 = PromptedT5(backbone, self.soft_prompt)
+        encoder_outputs, encoder_mask = self._t5.encode(
             inputs["encoder_token_ids"], inputs["encoder_padding_mask"]
         )
-        decoder_outputs = self._decode(
+        decoder_outputs = self._t5.decode(
             inputs["decoder_token_ids"],
             inputs["decoder_padding_mask"],
             encoder_outputs,
             encoder_mask,
         )
-        outputs = self._logits(decoder_outputs)
+        outputs = self._t5.logits(decoder_outputs)
         # Skip T5Seq2SeqLM.__init__, which would wire the backbone's own
         # graph without the prompt; Seq2SeqLM/Task take it from here.
         super(T5Seq2SeqLM, self).__init__(
@@ -227,61 +230,65 @@ class PromptTunedT5(T5Seq2SeqLM):
         self._score_function = None
 
     # ------------------------------------------------------------------
-    # Forward pass pieces, shared by training, scoring and generation.
+    # The forward pass (keras_prompt.models.prompted_t5), for training,
+    # scoring, generation and the serving export alike.
     # ------------------------------------------------------------------
-    def _encode(self, token_ids, padding_mask, prompts=None):
-        """Embeds tokens, prepends the prompt, runs the frozen encoder."""
-        backbone = self.backbone
-        x = backbone.token_embedding(token_ids)
-        if self.soft_prompt is not None:
-            x, padding_mask = self.soft_prompt(x, padding_mask, prompts=prompts)
-        elif prompts is not None:
-            raise ValueError(
-                "`prompts` was given but this model has no prompt "
-                "(tune='model', prompt_length=0)."
-            )
-        x = backbone.encoder_embedding_dropout(x)
-        attention_mask = padding_mask[:, None, :]
-        position_bias = None
-        for layer in backbone.encoder_transformer_layers:
-            x, position_bias = layer(
-                x,
-                attention_mask=attention_mask,
-                position_bias=position_bias,
-                use_causal_mask=False,
-            )
-        x = backbone.encoder_layer_norm(x)
-        x = backbone.encoder_dropout(x)
-        return x, padding_mask
+    def encode(self, token_ids, padding_mask, prompts=None):
+        """Encoder outputs over prompt + tokens, and their `(batch, P + S)` mask.
 
-    def _decode(self, token_ids, padding_mask, encoder_outputs, encoder_mask):
-        backbone = self.backbone
-        x = backbone.token_embedding(token_ids)
-        x = backbone.decoder_embedding_dropout(x)
-        position_bias = None
-        for layer in backbone.decoder_transformer_layers:
-            x, position_bias = layer(
-                x,
-                attention_mask=padding_mask[:, None, :],
-                position_bias=position_bias,
-                encoder_hidden_states=encoder_outputs,
-                encoder_attention_mask=encoder_mask[:, None, :],
-                use_causal_mask=True,
-            )
-        x = backbone.decoder_layer_norm(x)
-        return backbone.decoder_dropout(x)
+        `prompts`: optional `(batch, prompt_length, hidden_dim)` per-example
+        prompts instead of the model's own.
+        """
+        return self._t5.encode(token_ids, padding_mask, prompts=prompts)
 
-    def _with_prompt_mask(self, padding_mask):
-        if not self.prompt_length:
-            return padding_mask
-        batch_size = ops.shape(padding_mask)[0]
-        ones = ops.ones((batch_size, self.prompt_length), dtype=padding_mask.dtype)
-        return ops.concatenate([ones, padding_mask], axis=1)
+    def decode(self, token_ids, padding_mask, encoder_outputs, encoder_mask):
+        """Decoder hidden states given `encode`'s outputs and mask."""
+        return self._t5.decode(token_ids, padding_mask, encoder_outputs, encoder_mask)
 
-    # Generation reuses T5Seq2SeqLM.generate_step; these overrides make its
-    # encoder pass include the prompt and its caches/masks cover it.
+    def logits(self, hidden_states):
+        """Vocabulary logits of decoder hidden states."""
+        return self._t5.logits(hidden_states)
+
+    def score_targets(self, encoder_outputs, encoder_mask, target_ids, target_mask):
+        """Summed log-probabilities `(batch, candidates)` of `<pad> tokens </s>`
+        targets `(batch, candidates, length)`, given `encode`'s outputs."""
+        return self._t5.score(encoder_outputs, encoder_mask, target_ids, target_mask)
+
+    def initial_cache(self, batch_size, encoder_length, decoder_length):
+        """Empty decoder caches for `decode_with_cache` (`encoder_length`
+        counts the prompt, as `encode`'s mask does)."""
+        return self._t5.initial_cache(
+            batch_size, encoder_length, decoder_length, self.compute_dtype
+        )
+
+    def decode_with_cache(
+        self,
+        token_ids,
+        encoder_outputs,
+        encoder_mask,
+        self_attention_cache,
+        self_attention_cache_update_index,
+        cross_attention_cache,
+        cross_attention_cache_update_index,
+    ):
+        """One cached decoding step over `encode`'s outputs and mask.
+
+        Returns `(logits, hidden_states, self_attention_cache,
+        cross_attention_cache)`, as keras-hub's `call_decoder_with_cache`.
+        """
+        return self._t5.decode_with_cache(
+            token_ids,
+            encoder_outputs,
+            encoder_mask,
+            self_attention_cache,
+            self_attention_cache_update_index,
+            cross_attention_cache,
+            cross_attention_cache_update_index,
+        )
+
+    # keras-hub's Seq2SeqLM interface, on the same forward pass.
     def call_encoder(self, token_ids, padding_mask):
-        return self._encode(token_ids, padding_mask)[0]
+        return self.encode(token_ids, padding_mask)[0]
 
     def call_decoder_with_cache(
         self,
@@ -294,20 +301,32 @@ class PromptTunedT5(T5Seq2SeqLM):
         cross_attention_cache_update_index,
     ):
         """As `T5Seq2SeqLM.call_decoder_with_cache`; the mask excludes the prompt."""
-        return super().call_decoder_with_cache(
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_padding_mask=self._with_prompt_mask(encoder_padding_mask),
-            decoder_token_ids=decoder_token_ids,
-            self_attention_cache=self_attention_cache,
-            self_attention_cache_update_index=self_attention_cache_update_index,
-            cross_attention_cache=cross_attention_cache,
-            cross_attention_cache_update_index=cross_attention_cache_update_index,
+        return self.decode_with_cache(
+            decoder_token_ids,
+            encoder_hidden_states,
+            self._with_prompt_mask(encoder_padding_mask),
+            self_attention_cache,
+            self_attention_cache_update_index,
+            cross_attention_cache,
+            cross_attention_cache_update_index,
         )
 
-    def _initialize_cache(self, encoder_token_ids, decoder_token_ids):
-        # The cross-attention cache spans prompt + tokens.
-        padded = ops.pad(encoder_token_ids, [[0, 0], [self.prompt_length, 0]])
-        return super()._initialize_cache(padded, decoder_token_ids)
+    def generate_step(self, inputs, stop_token_ids=None):
+        """keras-hub's `T5Seq2SeqLM.generate_step`, with the prompt."""
+        return self._t5.generate(
+            inputs,
+            self.sampler,
+            stop_token_ids=stop_token_ids,
+            model=self,
+            dtype=self.compute_dtype,
+        )
+
+    def _with_prompt_mask(self, padding_mask):
+        if not self.prompt_length:
+            return padding_mask
+        batch_size = ops.shape(padding_mask)[0]
+        ones = ops.ones((batch_size, self.prompt_length), dtype=padding_mask.dtype)
+        return ops.concatenate([ones, padding_mask], axis=1)
 
     # ------------------------------------------------------------------
     # Training
@@ -463,7 +482,8 @@ class PromptTunedT5(T5Seq2SeqLM):
     # ------------------------------------------------------------------
     # Rank classification
     # ------------------------------------------------------------------
-    def _require_tokenizer(self):
+    def require_tokenizer(self):
+        """The preprocessor's tokenizer; a clear error when there is none."""
         if self.preprocessor is None:
             raise ValueError(
                 "This PromptTunedT5 has no preprocessor, so it cannot tokenize "
@@ -471,59 +491,31 @@ class PromptTunedT5(T5Seq2SeqLM):
             )
         return self.preprocessor.tokenizer
 
-    def _tokenize(self, texts: Sequence[str], max_length: int | None, add_start=False):
-        """Pads `texts` (+ `</s>`) to the batch's longest; optional `<pad>` start."""
-        tokenizer = self._require_tokenizer()
-        ids = tokenizer(tf.constant(list(texts), dtype=tf.string))
-        if hasattr(ids, "to_list"):
-            ids = ids.to_list()
-        rows = [[int(i) for i in row] for row in ids]
-        end, pad = tokenizer.end_token_id, tokenizer.pad_token_id
-        if max_length is not None:
-            rows = [row[: max_length - 1] for row in rows]
-        rows = [row + [end] for row in rows]
-        if add_start:
-            rows = [[pad] + row for row in rows]
-        width = max(len(row) for row in rows)
-        token_ids = np.full((len(rows), width), pad, dtype="int32")
-        mask = np.zeros((len(rows), width), dtype="int32")
-        for i, row in enumerate(rows):
-            token_ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        return token_ids, mask
+    def _pack(self, texts: Sequence[str], max_length: int | None, targets=False):
+        tokenizer = self.require_tokenizer()
+        pack = t5_inputs.pack_targets if targets else t5_inputs.pack_inputs
+        ids, mask = pack(
+            t5_inputs.ragged_tokens(tokenizer, texts),
+            end_id=tokenizer.end_token_id,
+            pad_id=tokenizer.pad_token_id,
+            max_length=max_length,
+        )
+        return ids.numpy(), mask.numpy()
 
-    def _score_tokens(
+    def score_tokens(
         self, encoder_ids, encoder_mask, decoder_ids, decoder_mask, prompts=None
     ):
         """Sum of target-token log-probabilities, shape `(batch, candidates)`.
 
         `decoder_ids` is `(batch, candidates, length + 1)`: a `<pad>` start,
         the candidate's tokens and `</s>`; the encoder runs once per example
-        and is shared by all its candidates.
+        and is shared by all its candidates. Compiled once (`tf.function`).
         """
         if self._score_function is None:
 
             def score(encoder_ids, encoder_mask, decoder_ids, decoder_mask, prompts):
-                encoded, mask = self._encode(encoder_ids, encoder_mask, prompts)
-                batch = ops.shape(decoder_ids)[0]
-                num_candidates = ops.shape(decoder_ids)[1]
-                length = ops.shape(decoder_ids)[2]
-                flat_ids = ops.reshape(decoder_ids, (-1, length))
-                flat_mask = ops.reshape(decoder_mask, (-1, length))
-                encoded = ops.repeat(encoded, num_candidates, axis=0)
-                mask = ops.repeat(mask, num_candidates, axis=0)
-                hidden = self._decode(
-                    flat_ids[:, :-1], flat_mask[:, :-1], encoded, mask
-                )
-                logits = ops.cast(self._logits(hidden), "float32")
-                log_probs = ops.log_softmax(logits, axis=-1)
-                targets = flat_ids[:, 1:]
-                token_scores = ops.take_along_axis(
-                    log_probs, ops.expand_dims(targets, -1), axis=-1
-                )[..., 0]
-                weights = ops.cast(flat_mask[:, 1:], "float32")
-                totals = ops.sum(token_scores * weights, axis=-1)
-                return ops.reshape(totals, (batch, num_candidates))
+                encoded, mask = self.encode(encoder_ids, encoder_mask, prompts)
+                return self.score_targets(encoded, mask, decoder_ids, decoder_mask)
 
             self._score_function = tf.function(score, reduce_retracing=True)
         return self._score_function(
@@ -593,17 +585,17 @@ class PromptTunedT5(T5Seq2SeqLM):
         bar = ProgressBar(len(texts), verbose, unit_name="example")
         for start in range(0, len(texts), batch_size):
             stop = start + batch_size
-            encoder_ids, encoder_mask = self._tokenize(texts[start:stop], max_input)
+            encoder_ids, encoder_mask = self._pack(texts[start:stop], max_input)
             batch_candidates = per_example[start:stop]
             num = len(batch_candidates[0])
             flat = [c for row in batch_candidates for c in row]
-            decoder_ids, decoder_mask = self._tokenize(flat, None, add_start=True)
+            decoder_ids, decoder_mask = self._pack(flat, None, targets=True)
             decoder_ids = decoder_ids.reshape(len(batch_candidates), num, -1)
             decoder_mask = decoder_mask.reshape(len(batch_candidates), num, -1)
             batch_prompts = None if prompts is None else prompts[start:stop]
             results.append(
                 ops.convert_to_numpy(
-                    self._score_tokens(
+                    self.score_tokens(
                         encoder_ids,
                         encoder_mask,
                         decoder_ids,

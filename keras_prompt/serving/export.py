@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_prompt import compat, files
+from keras_prompt.models import t5_inputs
 from keras_prompt.progress import ProgressBar
 from keras_prompt.serving import client as serving_client
 from keras_prompt.serving.prompt_bank import PromptBank
@@ -287,32 +288,21 @@ class _ServingGraph:
         `max_input_length - 1` tokens, then `</s>`, padded to the batch's
         longest row.
         """
-        pieces = self.sp.tokenize(text)[:, : self.max_input_length - 1]
-        batch = tf.shape(text)[0]
-        eos = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], self.eos_id))
-        ids = tf.concat([tf.cast(pieces, tf.int32), eos], axis=1)
-        token_ids = ids.to_tensor(default_value=self.pad_id)
-        mask = tf.sequence_mask(
-            ids.row_lengths(), tf.shape(token_ids)[1], dtype=tf.int32
+        return t5_inputs.pack_inputs(
+            self.sp.tokenize(text),
+            end_id=self.eos_id,
+            pad_id=self.pad_id,
+            max_length=self.max_input_length,
         )
-        return token_ids, mask
-
-    def _tokenize_targets(self, text):
-        """`[M]` targets -> `[M, T]` decoder ids `<pad> tokens </s>` + mask."""
-        return self._targets(self.sp.tokenize(text))
 
     def _targets(self, pieces):
         """Ragged `[M, (n)]` target pieces -> `[M, T]` decoder ids + mask."""
-        pieces = pieces[:, : self.max_decode_length - 1]
-        count = pieces.nrows(out_type=tf.int32)
-        start = tf.RaggedTensor.from_tensor(tf.fill([count, 1], self.pad_id))
-        eos = tf.RaggedTensor.from_tensor(tf.fill([count, 1], self.eos_id))
-        ids = tf.concat([start, tf.cast(pieces, tf.int32), eos], axis=1)
-        token_ids = ids.to_tensor(default_value=self.pad_id)
-        mask = tf.sequence_mask(
-            ids.row_lengths(), tf.shape(token_ids)[1], dtype=tf.int32
+        return t5_inputs.pack_targets(
+            pieces,
+            end_id=self.eos_id,
+            pad_id=self.pad_id,
+            max_length=self.max_decode_length,
         )
-        return token_ids, mask
 
     # -- model pieces ---------------------------------------------------
     def _check_prompt(self, prompt, batch):
@@ -360,10 +350,9 @@ class _ServingGraph:
         return _validate(rules, task, ids, after=(task,))
 
     def _encode(self, token_ids, mask, prompts):
-        encoded, full_mask = self.model._encode(token_ids, mask, prompts)
-        return encoded, full_mask
+        return self.model.encode(token_ids, mask, prompts)
 
-    def _generate(self, encoded, token_mask):
+    def _generate(self, encoded, encoder_mask):
         """Greedy decoding with the key/value caches; per-row stopping at `</s>`.
 
         Returns the decoded strings and the log-probability of the decoded
@@ -372,8 +361,8 @@ class _ServingGraph:
         model = self.model
         steps = self.max_decode_length
         batch = tf.shape(encoded)[0]
-        self_cache, cross_cache = model._initialize_cache(
-            token_mask, tf.zeros([batch, steps], tf.int32)
+        self_cache, cross_cache = model.initial_cache(
+            batch, tf.shape(encoder_mask)[1], steps
         )
         positions = tf.range(steps)[None, :]
 
@@ -392,14 +381,8 @@ class _ServingGraph:
 
         # Step 0 also fills the cross-attention cache over prompt + input.
         start = tf.fill([batch, 1], self.pad_id)
-        logits, _, self_cache, cross_cache = model.call_decoder_with_cache(
-            encoder_hidden_states=encoded,
-            encoder_padding_mask=token_mask,
-            decoder_token_ids=start,
-            self_attention_cache=self_cache,
-            self_attention_cache_update_index=0,
-            cross_attention_cache=cross_cache,
-            cross_attention_cache_update_index=0,
+        logits, _, self_cache, cross_cache = model.decode_with_cache(
+            start, encoded, encoder_mask, self_cache, 0, cross_cache, 0
         )
         state = pick(
             logits,
@@ -414,14 +397,8 @@ class _ServingGraph:
             return tf.logical_and(t < steps, ~tf.reduce_all(finished))
 
         def body(t, cache, last, tokens, score, length, finished):
-            logits, _, cache, _ = model.call_decoder_with_cache(
-                encoder_hidden_states=encoded,
-                encoder_padding_mask=token_mask,
-                decoder_token_ids=last[:, None],
-                self_attention_cache=cache,
-                self_attention_cache_update_index=t,
-                cross_attention_cache=cross_cache,
-                cross_attention_cache_update_index=None,
+            logits, _, cache, _ = model.decode_with_cache(
+                last[:, None], encoded, encoder_mask, cache, t, cross_cache, None
             )
             state = pick(logits, t, tokens, score, length, finished)
             return (t + 1, cache, *state)
@@ -441,21 +418,7 @@ class _ServingGraph:
         The encoder output of each example is shared by its C candidates:
         rank classification as in `PromptTunedT5.score`.
         """
-        num = tf.shape(target_ids)[1]
-        length = tf.shape(target_ids)[2]
-        flat_ids = tf.reshape(target_ids, [-1, length])
-        flat_mask = tf.reshape(target_mask, [-1, length])
-        encoded = tf.repeat(encoded, num, axis=0)
-        encoder_mask = tf.repeat(encoder_mask, num, axis=0)
-        hidden = self.model._decode(
-            flat_ids[:, :-1], flat_mask[:, :-1], encoded, encoder_mask
-        )
-        logits = tf.cast(self.model._logits(hidden), tf.float32)
-        log_probs = tf.nn.log_softmax(logits, axis=-1)
-        token_scores = tf.gather(log_probs, flat_ids[:, 1:], batch_dims=2)
-        weights = tf.cast(flat_mask[:, 1:], tf.float32)
-        totals = tf.reduce_sum(token_scores * weights, axis=-1)
-        return tf.reshape(totals, [-1, num])
+        return self.model.score_targets(encoded, encoder_mask, target_ids, target_mask)
 
     def _label_scores(self, encoded, encoder_mask, task_ids):
         """Scores `[B, Cmax]` of each row's task verbalizers (-inf = no label)."""
@@ -475,8 +438,8 @@ class _ServingGraph:
         batch = tf.shape(text)[0]
         prompt = self._check_prompt(prompt, batch)
         token_ids, mask = self._tokenize(text)
-        encoded, _ = self._encode(token_ids, mask, prompt)
-        output_text, output_score = self._generate(encoded, mask)
+        encoded, encoder_mask = self._encode(token_ids, mask, prompt)
+        output_text, output_score = self._generate(encoded, encoder_mask)
         return {"output_text": output_text, "output_score": output_score}
 
     def classify(self, text, prompt, candidates):
@@ -556,7 +519,7 @@ class _ServingGraph:
         prompt = tf.gather(self.module.prompt_bank, prompt_ids)
         token_ids, mask = self._tokenize(text)
         encoded, encoder_mask = self._encode(token_ids, mask, prompt)
-        output_text, output_score = self._generate(encoded, mask)
+        output_text, output_score = self._generate(encoded, encoder_mask)
         scores, counts = self._label_scores(encoded, encoder_mask, task_ids)
         label = tf.argmax(scores, axis=-1, output_type=tf.int32)
         has_labels = counts > 0
