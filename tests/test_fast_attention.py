@@ -6,16 +6,13 @@ import pytest
 import tensorflow as tf
 from conftest import make_tiny_model_and_batch
 
-from keras_prompt.compat import t5_layer_classes
-from keras_prompt.layers.fast_attention import (
+from keras_prompt.layers.speed_kernels import set_speed_kernels
+from keras_prompt.layers.speed_kernels.attention import (
     FusedSelfAttention,
     ShortQueryCrossAttention,
+    T5MultiHeadAttention,
     reassociation_pays,
-    use_fused_self_attention,
-    use_short_query_cross_attention,
 )
-
-T5MultiHeadAttention = t5_layer_classes()[1]
 
 
 def _attention(dtype="float32"):
@@ -141,7 +138,9 @@ def test_prompt_tuned_t5_logits_unchanged(policy):
     for layer in layers:
         layer.__class__ = T5MultiHeadAttention
     reference = keras.ops.convert_to_numpy(model(x)).astype("float32")
-    assert use_short_query_cross_attention(model.backbone) == len(layers)
+    # The switch puts back exactly the layers taken out (self-attention
+    # stayed switched).
+    assert set_speed_kernels(model.backbone)["attention"] == len(layers)
     _assert_logits_close(ours, reference, policy)
 
 
@@ -217,8 +216,8 @@ def test_all_switched_layers_leave_logits_unchanged(policy):
     assert all(type(layer) is FusedSelfAttention for layer in layers)
     layers += [layer.cross_attention for layer in backbone.decoder_transformer_layers]
     ours = keras.ops.convert_to_numpy(model(x)).astype("float32")
-    for layer in layers:
-        layer.__class__ = T5MultiHeadAttention
+    set_speed_kernels(backbone, ["layer_norm", "dropout"])
+    assert all(type(layer) is T5MultiHeadAttention for layer in layers)
     reference = keras.ops.convert_to_numpy(model(x)).astype("float32")
-    assert use_fused_self_attention(backbone) == 4
+    assert set_speed_kernels(backbone)["attention"] == len(layers)
     _assert_logits_close(ours, reference, policy)

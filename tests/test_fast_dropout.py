@@ -6,12 +6,12 @@ import pytest
 import tensorflow as tf
 from conftest import make_tiny_backbone
 
-from keras_prompt import PromptTunedT5
-from keras_prompt.layers.fast_dropout import (
+from keras_prompt import PromptTunedT5, compat
+from keras_prompt.layers.speed_kernels import set_speed_kernels
+from keras_prompt.layers.speed_kernels.dropout import (
     FastDropout,
     fast_dropout,
     keep_mask,
-    use_fast_dropout,
 )
 
 
@@ -93,16 +93,16 @@ def test_prompt_tuned_t5_switches_backbone_dropout(tokenizer):
     backbone = make_tiny_backbone(dropout=0.1)
     plain = [
         layer
-        for layer in backbone._flatten_layers(include_self=False, recursive=True)
+        for layer in compat.sublayers(backbone)
         if isinstance(layer, keras.layers.Dropout)
     ]
     assert plain and not any(isinstance(layer, FastDropout) for layer in plain)
     PromptTunedT5(backbone, prompt_length=2)
     assert all(type(layer) is FastDropout for layer in plain)
-    assert use_fast_dropout(backbone) == 0  # already switched
+    assert set_speed_kernels(backbone)["dropout"] == 0  # already switched
     # Rebuilding from the backbone's config gives plain keras layers again.
     rebuilt = type(backbone).from_config(backbone.get_config())
     assert not any(
         isinstance(layer, FastDropout)
-        for layer in rebuilt._flatten_layers(include_self=False, recursive=True)
+        for layer in compat.sublayers(rebuilt)
     )

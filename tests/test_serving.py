@@ -460,7 +460,8 @@ def test_saved_model_cli_lists_the_signatures(exported):
 def _reference_greedy(model, text, prompt):
     """Uncached greedy decoding with the Keras model (argmax over the vocab)."""
     tokenizer = model.preprocessor.tokenizer
-    ids = np.asarray(tokenizer([text]).to_list()[0][: MAX_INPUT - 1] + [1])[None]
+    tokens = [int(i) for i in np.asarray(tokenizer(text))][: MAX_INPUT - 1]
+    ids = np.array([tokens + [tokenizer.end_token_id]], "int32")
     mask = np.ones_like(ids, "int32")
     encoded, encoded_mask = model.encode(ids, mask, prompt[None])
     decoded, score = [0], 0.0

@@ -17,13 +17,8 @@ from keras import ops
 
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompts as prompt_files
-from keras_prompt.layers.fast_attention import (
-    use_fused_self_attention,
-    use_short_query_cross_attention,
-)
-from keras_prompt.layers.fast_dropout import use_fast_dropout
-from keras_prompt.layers.fast_layer_norm import use_fast_layer_norm
 from keras_prompt.layers.soft_prompt import SoftPrompt
+from keras_prompt.layers.speed_kernels import set_speed_kernels
 from keras_prompt.models import t5_inputs
 from keras_prompt.models._keras_hub_compat import (
     T5Seq2SeqLM,
@@ -105,6 +100,14 @@ class PromptTunedT5(T5Seq2SeqLM):
         tune: `"prompt"` (default: only the prompt trains, the backbone is
             frozen) or `"model"` (every backbone weight trains too; then
             `prompt_length` may be 0 for no prompt at all).
+        speed_kernels: which of keras-prompt's faster layer classes replace
+            keras-hub's in the backbone (`keras_prompt.layers.speed_kernels`):
+            `"auto"` (default: all on a CPU-only TensorFlow, where they were
+            measured to help, else none), `True` (all), `False` (keras-hub's
+            own layers) or names from `"attention"`, `"layer_norm"`,
+            `"dropout"`. Attention and layer norm give the same results up
+            to float rounding; the dropout kernel changes dropout statistics
+            (one 8-bit threshold per call; the rate stays exact).
 
     Example:
 
@@ -127,6 +130,7 @@ class PromptTunedT5(T5Seq2SeqLM):
         prompt_length: int = 100,
         prompt_initializer: Any = "random_uniform",
         tune: str = "prompt",
+        speed_kernels: bool | str | Sequence[str] = "auto",
         **kwargs,
     ):
         if tune not in TUNE_MODES:
@@ -149,20 +153,8 @@ class PromptTunedT5(T5Seq2SeqLM):
         prompt_length = int(prompt_length)
         self.tune = tune
         backbone.trainable = tune == "model"
-        # keras' TF dropout draws one float per element (bfloat16 under
-        # mixed precision), slower than the encoder's matmuls on CPU; see
-        # keras_prompt/layers/fast_dropout.py.
-        use_fast_dropout(backbone)
-        # Cross-attention over a few target tokens, computed without
-        # projecting every encoder position (keras_prompt/layers/
-        # fast_attention.py); same weights and results.
-        use_short_query_cross_attention(backbone)
-        # Self-attention with one QKV matmul and head-major attention
-        # products (same file); same weights and results.
-        use_fused_self_attention(backbone)
-        # RMS norms with a one-branch closed-form gradient (keras_prompt/
-        # layers/fast_layer_norm.py); same forward ops, same results.
-        use_fast_layer_norm(backbone)
+        set_speed_kernels(backbone, speed_kernels)
+        self.speed_kernels = speed_kernels
         initializer = prompt_initializers.get(prompt_initializer)
         self._prompt_initializer_config = prompt_initializers.serialize(initializer)
         tokenizer = getattr(preprocessor, "tokenizer", None)
@@ -634,6 +626,11 @@ class PromptTunedT5(T5Seq2SeqLM):
                 "prompt_length": self.prompt_length,
                 "prompt_initializer": self._prompt_initializer_config,
                 "tune": self.tune,
+                "speed_kernels": (
+                    self.speed_kernels
+                    if isinstance(self.speed_kernels, (bool, str, type(None)))
+                    else list(self.speed_kernels)
+                ),
             }
         )
         return config

@@ -1,8 +1,8 @@
 """T5 attention computed in cheaper orders and layouts (same weights and results).
 
 Two layer classes replace keras-hub's `T5MultiHeadAttention` on an existing
-backbone (`use_short_query_cross_attention`, `use_fused_self_attention`); only
-the uncached path (training, teacher-forced scoring) changes.
+backbone (the `"attention"` kernel of `keras_prompt.layers.speed_kernels`);
+only the uncached path (training, teacher-forced scoring) changes.
 
 ## Cross-attention for short decoder inputs
 
@@ -95,9 +95,9 @@ def _plain_projections(attention: T5MultiHeadAttention) -> bool:
 class ShortQueryCrossAttention(T5MultiHeadAttention):
     """keras-hub's `T5MultiHeadAttention`, reassociated for short queries.
 
-    Used as the class of a decoder's cross-attention layers (see
-    `use_short_query_cross_attention`); weights, config and the cached path
-    are keras-hub's.
+    Used as the class of a decoder's cross-attention layers (the
+    `"attention"` speed kernel); weights, config and the cached path are
+    keras-hub's.
     """
 
     def call(
@@ -195,8 +195,8 @@ class ShortQueryCrossAttention(T5MultiHeadAttention):
 class FusedSelfAttention(T5MultiHeadAttention):
     """keras-hub's `T5MultiHeadAttention` with one fused QKV projection.
 
-    Used as the class of a backbone's self-attention layers (see
-    `use_fused_self_attention`); weights, config, the relative position bias
+    Used as the class of a backbone's self-attention layers (the
+    `"attention"` speed kernel); weights, config, the relative position bias
     and the cached (generation) path are keras-hub's.
     """
 
@@ -260,55 +260,3 @@ class FusedSelfAttention(T5MultiHeadAttention):
             ops.transpose(outputs, (0, 2, 1, 3)), (batch_size, length, self.inner_dim)
         )
         return self.output_projector(outputs), position_bias, None
-
-
-def _switch_attention(
-    backbone: keras.layers.Layer,
-    stacks: tuple[str, ...],
-    attribute: str,
-    new_class: type,
-) -> int:
-    """Sets the class of each keras-hub attention `attribute` in `stacks`.
-
-    Only the class of the existing layer objects changes (weights, config,
-    saved files stay keras-hub's). Returns the number switched: 0 on other
-    backends or keras-hub releases whose attention has a different interface.
-    """
-    if keras.config.backend() != "tensorflow" or not compat.t5_layers_have_cache():
-        return 0
-    switched = 0
-    for stack in stacks:
-        for layer in getattr(backbone, stack, []):
-            attention = getattr(layer, attribute, None)
-            if type(attention) is T5MultiHeadAttention:
-                attention.__class__ = new_class
-                switched += 1
-    return switched
-
-
-def use_short_query_cross_attention(backbone: keras.layers.Layer) -> int:
-    """Switches a T5 backbone's decoder cross-attention to the reassociated class.
-
-    Returns the number of layers switched (see `_switch_attention`).
-    """
-    return _switch_attention(
-        backbone,
-        ("decoder_transformer_layers",),
-        "cross_attention",
-        ShortQueryCrossAttention,
-    )
-
-
-def use_fused_self_attention(backbone: keras.layers.Layer) -> int:
-    """Switches a T5 backbone's self-attention layers to `FusedSelfAttention`.
-
-    Encoder and decoder layers alike (the decoder's cached generation path
-    stays keras-hub's). Returns the number of layers switched (see
-    `_switch_attention`).
-    """
-    return _switch_attention(
-        backbone,
-        ("encoder_transformer_layers", "decoder_transformer_layers"),
-        "self_attention",
-        FusedSelfAttention,
-    )

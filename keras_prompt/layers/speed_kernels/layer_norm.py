@@ -13,20 +13,15 @@ them to reach the prompt. The closed form
 gives the same gradient in one branch. The forward pass is keras-hub's ops in
 keras-hub's order and dtype, so outputs are bit-identical; the weight's
 gradient (`sum(g * n)` over all but the last axis) is returned for model
-tuning and pruned from the graph when the weight is frozen.
-
-Measured on the prompt-tuning step of issue 6 (t5-small, batch 32, 148
-encoder positions, bf16 weights, 2 CPU cores, alternating runs): 0.795 ->
-0.780 s/step.
+tuning and pruned from the graph when the weight is frozen. Timings:
+docs/benchmarks.md ("Speed kernels").
 """
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from keras_prompt import compat
-from keras_prompt.layers._class_switch import switch_layer_classes
 
 T5LayerNorm = compat.t5_layer_classes()[0]
 
@@ -69,12 +64,3 @@ class FastT5LayerNorm(T5LayerNorm):
 
 # Weights saved with and without the switch load into each other.
 compat.keep_class_name(FastT5LayerNorm, T5LayerNorm)
-
-
-def use_fast_layer_norm(layer: keras.layers.Layer) -> int:
-    """Switches every keras-hub `T5LayerNorm` inside `layer` to `FastT5LayerNorm`.
-
-    Weights, configs and weight-file keys stay keras-hub's (see
-    `switch_layer_classes`). Returns the number switched.
-    """
-    return switch_layer_classes(layer, T5LayerNorm, FastT5LayerNorm)

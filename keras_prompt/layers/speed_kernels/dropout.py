@@ -2,22 +2,17 @@
 
 Why this exists: with a `mixed_bfloat16` policy, Keras' TensorFlow dropout
 (`tf.nn.experimental.stateless_dropout`) draws one *bfloat16* uniform number
-per element, and TensorFlow's bfloat16 Philox/uniform kernel is slow on CPU.
-In a prompt-tuning step of t5-small (batch 32, 148 encoder positions) the
-backbone's dropout layers draw about 135 million numbers, and the profiler
-showed them taking more time (1.3 s of StatelessRandomUniformV2 + 0.4 s of
-compare/select) than all the encoder matmuls; the same graph under XLA on CPU
-was slower still (3 s for one attention-weights mask).
+per element, and TensorFlow's bfloat16 Philox/uniform kernel is slow on CPU;
+in a prompt-tuning step the backbone's dropout layers draw over a hundred
+million numbers, and profiles showed them costing more than the encoder's
+matmuls (docs/benchmarks.md, "Speed kernels").
 
 `fast_dropout` draws raw Philox bits instead (`StatelessRandomUniformFullInt`,
 no float conversion), splits each 32-bit word into four 8-bit uniforms, and
 compares them with an integer threshold: a quarter of the Philox work of one
 uint32 per element, an eighth of the float path's, and no bfloat16 arithmetic
 on the random numbers. The keep mask becomes a `{0, scale}` tensor in the input
-dtype, so the forward pass is one multiply and so is its gradient. (Philox is
-the cost: drawing the bits takes about three times as long as building and
-applying the mask. Going from 16-bit to 8-bit uniforms took the issue-6 step
-from 0.775 to 0.725 s/step.)
+dtype, so the forward pass is one multiply and so is its gradient.
 
 ## Exact rate from 8-bit uniforms
 
@@ -36,7 +31,10 @@ Philox word and uses `k = floor(256 rate) + 1` with probability
   rate is exact; the per-call wobble is the same size as the gap between any
   fixed-point rate and 0.1, and far below the noise dropout itself injects.
 
-Rates above 255/256 keep Keras' dropout.
+That shared threshold is the one way in which these statistics differ from
+Keras' per-element Bernoulli dropout, which is why the `"dropout"` speed
+kernel is only on by default where it was measured to pay (see
+`keras_prompt.layers.speed_kernels`). Rates above 255/256 keep Keras' dropout.
 """
 
 from __future__ import annotations
@@ -45,8 +43,6 @@ import math
 
 import keras
 import tensorflow as tf
-
-from keras_prompt.layers._class_switch import switch_layer_classes
 
 _LEVELS = 256  # one byte of Philox output per element
 _BYTES_PER_WORD = 4
@@ -134,13 +130,3 @@ class FastDropout(keras.layers.Dropout):
         if not training or self.rate <= 0 or self.noise_shape is not None:
             return super().call(inputs, training=training)
         return fast_dropout(inputs, self.rate, self.seed_generator.next())
-
-
-def use_fast_dropout(layer: keras.layers.Layer) -> int:
-    """Switches every plain `keras.layers.Dropout` inside `layer` to `FastDropout`.
-
-    Used on keras-hub backbones whose dropout layers are created internally;
-    the objects, rates and seed generators stay (see `switch_layer_classes`).
-    Returns the number switched.
-    """
-    return switch_layer_classes(layer, keras.layers.Dropout, FastDropout)
