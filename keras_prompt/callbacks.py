@@ -31,11 +31,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from keras import ops
 
 from keras_prompt import compat, distribute, files
+from keras_prompt.steps import StepCounter, optimizer_step
 from keras_prompt.version import __version__
 
 STATE_FORMAT_VERSION = 1
@@ -68,14 +68,14 @@ def _rng_states(model) -> list:
 
 
 def _geometry(model) -> dict[str, Any]:
-    from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+    from keras_prompt.models.identity import backbone_summary
 
-    backbone = model.backbone
+    summary = backbone_summary(model.backbone)
     return {
-        "prompt_shape": [int(model.prompt_length), int(backbone.hidden_dim)],
-        "backbone_fingerprint": backbone_fingerprint(backbone),
-        "num_layers": int(backbone.num_layers),
-        "vocabulary_size": int(backbone.vocabulary_size),
+        "prompt_shape": [int(model.prompt_length), summary["hidden_dim"]],
+        "backbone_fingerprint": summary["fingerprint"],
+        "num_layers": summary["num_layers"],
+        "vocabulary_size": summary["vocabulary_size"],
     }
 
 
@@ -103,7 +103,7 @@ def save_prompt_state(model, path: str | os.PathLike, **metadata) -> Path:
         "format_version": STATE_FORMAT_VERSION,
         "keras_prompt_version": __version__,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "step": int(_numpy(optimizer.iterations)) if optimizer is not None else 0,
+        "step": optimizer_step(model),
         "optimizer": type(optimizer).__name__ if optimizer is not None else None,
         "optimizer_variables": [[v.path, list(map(int, v.shape))] for v in slots],
         "rng_variables": [v.path for v in rngs],
@@ -205,17 +205,8 @@ def load_prompt_state(
 # ----------------------------------------------------------------------
 # Callbacks
 # ----------------------------------------------------------------------
-class _StepCounter(keras.callbacks.Callback):
-    """Tracks the optimizer step from batch indices, reading the variable once.
-
-    Reading `optimizer.iterations` after every batch would force a
-    host-device sync per step on accelerators.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self._epoch_start_step = 0
-        self._current_step = 0
+class _PromptOnlyStepCounter(StepCounter):
+    """A `StepCounter` for callbacks that save only the prompt."""
 
     def set_model(self, model):
         tune = getattr(model, "tune", "prompt")
@@ -228,19 +219,6 @@ class _StepCounter(keras.callbacks.Callback):
             )
         super().set_model(model)
 
-    def _read_step(self) -> int:
-        return int(_numpy(self.model.optimizer.iterations))
-
-    def on_train_begin(self, logs=None):
-        self._current_step = self._read_step()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start_step = self._current_step
-
-    def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the index of the epoch's last step just run.
-        self._current_step = self._epoch_start_step + batch + 1
-
 
 def _check_save_freq(save_freq) -> None:
     if save_freq != "epoch" and (
@@ -252,7 +230,7 @@ def _check_save_freq(save_freq) -> None:
         )
 
 
-class PromptBackup(_StepCounter):
+class PromptBackup(_PromptOnlyStepCounter):
     """Backs up the training state (prompt-only) so a killed run can resume.
 
     Writes `backup_dir/prompt_backup.npz` (prompt, optimizer slots and step,
@@ -360,7 +338,7 @@ class PromptBackup(_StepCounter):
             run_config=self.run_config,
             **metadata,
         )
-        self._last_saved_step = self._current_step
+        self._last_saved_step = self.step
         return path
 
     def on_train_begin(self, logs=None):
@@ -371,13 +349,13 @@ class PromptBackup(_StepCounter):
                 compat.set_initial_epoch(self.model, meta["epoch"])
         super().on_train_begin(logs)
         if self.run_start_step is None:
-            self.run_start_step = self._current_step
+            self.run_start_step = self.step
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, logs)
         if self.save_freq == "epoch":
             return
-        step = self._current_step
+        step = self.step
         if step % self.save_freq == 0 and step != self._last_saved_step:
             self.save()
 
@@ -389,7 +367,7 @@ class PromptBackup(_StepCounter):
         if self.delete_on_end:
             if distribute.is_chief(self.model.distribute_strategy):
                 self.path.unlink(missing_ok=True)
-        elif self._current_step != self._last_saved_step:
+        elif self.step != self._last_saved_step:
             self.save()
 
 
@@ -409,7 +387,7 @@ def _resolve_mode(monitor: str, mode: str) -> str:
     )
 
 
-class PromptCheckpoint(_StepCounter):
+class PromptCheckpoint(_PromptOnlyStepCounter):
     """Keeps the last and the best prompt of a run as prompt files.
 
     In `directory` it writes `last.npy`/`last.json` and, whenever `monitor`
@@ -511,7 +489,7 @@ class PromptCheckpoint(_StepCounter):
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, logs)
-        if self.save_freq != "epoch" and self._current_step % self.save_freq == 0:
+        if self.save_freq != "epoch" and self.step % self.save_freq == 0:
             self._checkpoint(logs)
 
     def on_epoch_end(self, epoch, logs=None):

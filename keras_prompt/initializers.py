@@ -22,6 +22,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_prompt.run_config import PAPER_INITIALIZERS
+
 # The T5 SentencePiece vocabulary is sorted by frequency (ids 0-2 are pad,
 # eos and unk), so "the first N ids" are the N most common pieces.
 _FIRST_REGULAR_TOKEN_ID = 3
@@ -319,15 +321,6 @@ def get(identifier) -> keras.initializers.Initializer:
         f"{sorted(_BY_NAME)}), a path to a .npy file, a config dict or an "
         f"Initializer instance; got {identifier!r}."
     )
-
-
-#: The paper's three initialisations, as `by_name` (and `keras-prompt train
-#: --init`) accept them.
-PAPER_INITIALIZERS: tuple[str, ...] = (
-    "class_labels",
-    "sampled_vocab",
-    "random_uniform",
-)
 
 
 def by_name(

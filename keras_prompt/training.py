@@ -21,6 +21,7 @@ from keras_prompt.data import (
     roc_auc,
 )
 from keras_prompt.models.prompt_tuned_t5 import PromptTunedT5
+from keras_prompt.steps import StepCounter, optimizer_step
 
 
 def _target_length(model: PromptTunedT5, task: Task) -> int:
@@ -96,7 +97,7 @@ def train_prompt(
             if meta is not None:
                 done = max(0, int(meta["step"]) - callback.run_start_step)
     distribute.check_same_on_all_workers(strategy, done, "the resumed step")
-    start_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) - done
+    start_step = optimizer_step(model) - done
     steps_per_epoch = min(steps_per_epoch or steps, steps)
     epochs = math.ceil(steps / steps_per_epoch)
     history = keras.callbacks.History()
@@ -170,24 +171,16 @@ def train_prompt(
     return history
 
 
-class _StopAtStep(keras.callbacks.Callback):
+class _StopAtStep(StepCounter):
     """Ends `fit` after exactly `last_step` optimizer steps in total."""
 
     def __init__(self, last_step: int):
         super().__init__()
         self.last_step = last_step
-        self._step = 0
-        self._epoch_start = 0
-
-    def on_train_begin(self, logs=None):
-        self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = self._step
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step = self._epoch_start + batch + 1
-        if self._step >= self.last_step:
+        super().on_train_batch_end(batch, logs)
+        if self.step >= self.last_step:
             self.model.stop_training = True
 
 
@@ -257,7 +250,7 @@ def evaluate_prompt(
     return metrics
 
 
-class HeldOutEvaluation(keras.callbacks.Callback):
+class HeldOutEvaluation(StepCounter):
     """Rank-classification metrics on held-out examples every `every` steps.
 
     Records a learning curve (`self.records`: step, seconds of training,
@@ -300,7 +293,8 @@ class HeldOutEvaluation(keras.callbacks.Callback):
             self._since = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        super().on_train_batch_end(batch, logs)
+        step = self.step
         if step % self.every:
             return
         self._train_seconds += time.perf_counter() - self._since

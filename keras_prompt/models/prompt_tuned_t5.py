@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -24,38 +23,16 @@ from keras_prompt.models._keras_hub_compat import (
     T5Seq2SeqLM,
     T5Seq2SeqLMPreprocessor,
 )
+from keras_prompt.models.identity import backbone_fingerprint, backbone_summary
 from keras_prompt.models.prompted_t5 import PromptedT5
 from keras_prompt.optimizers import PromptAdafactor
 from keras_prompt.progress import ProgressBar
+from keras_prompt.run_config import DEFAULT_LEARNING_RATES, TUNE_MODES
+from keras_prompt.steps import optimizer_step
 from keras_prompt.version import __version__
 
 _TOKENIZED_KEYS = ("encoder_token_ids", "encoder_padding_mask")
 
-#: What `PromptTunedT5(tune=...)` trains: only the soft prompt (the paper's
-#: prompt tuning), or every backbone weight too (model tuning, the paper's
-#: baseline).
-TUNE_MODES: tuple[str, ...] = ("prompt", "model")
-
-#: `compile(optimizer="auto")` learning rates per tune mode: the paper's 0.3
-#: for prompts; for model tuning T5's fine-tuning rate 1e-3 (constant
-#: Adafactor, Raffel et al. 2020), the rate the embedded checkpoint was
-#: pretrained with.
-DEFAULT_LEARNING_RATES: dict[str, float] = {"prompt": 0.3, "model": 1e-3}
-
-
-def backbone_fingerprint(backbone: keras_hub.models.T5Backbone) -> str:
-    """A short hash of the backbone's architecture config.
-
-    Stored in prompt files so a prompt trained for one geometry is recognised
-    when loaded into another.
-    """
-    config = {
-        k: v
-        for k, v in backbone.get_config().items()
-        if k not in ("name", "dtype", "trainable", "dropout")
-    }
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -394,15 +371,16 @@ class PromptTunedT5(T5Seq2SeqLM):
         optimizer = getattr(self, "optimizer", None)
         steps = None
         if optimizer is not None and getattr(optimizer, "built", False):
-            steps = int(ops.convert_to_numpy(optimizer.iterations))
+            steps = optimizer_step(self)
+        summary = backbone_summary(backbone)
         metadata = {
             "backbone": {
-                "class_name": type(backbone).__name__,
-                "fingerprint": backbone_fingerprint(backbone),
+                "class_name": summary["class_name"],
+                "fingerprint": summary["fingerprint"],
                 "preset": getattr(self, "preset", None),
-                "hidden_dim": backbone.hidden_dim,
-                "num_layers": backbone.num_layers,
-                "vocabulary_size": backbone.vocabulary_size,
+                "hidden_dim": summary["hidden_dim"],
+                "num_layers": summary["num_layers"],
+                "vocabulary_size": summary["vocabulary_size"],
             },
             "prompt_length": self.prompt_length,
             "hidden_dim": backbone.hidden_dim,
@@ -639,18 +617,15 @@ class PromptTunedT5(T5Seq2SeqLM):
     def from_preset(
         cls,
         preset: str | os.PathLike,
-        prompt_length: int = 100,
-        prompt_initializer: Any = "random_uniform",
-        *,
-        tune: str = "prompt",
         load_weights: bool = True,
+        *,
         dtype=None,
         dropout: float | None = None,
         encoder_sequence_length: int = 512,
         decoder_sequence_length: int = 32,
         **kwargs,
     ) -> PromptTunedT5:
-        """Builds a prompt-tuned model on a pretrained T5.
+        """Builds a prompt-tuned model on a pretrained T5 (keras-hub's signature).
 
         Args:
             preset: a keras-hub preset name (downloaded when online, e.g.
@@ -660,13 +635,20 @@ class PromptTunedT5(T5Seq2SeqLM):
                 is imported with `keras_prompt.checkpoints.load_hf_t5`, or
                 `"hf://owner/name"`, that checkpoint from the local Hugging
                 Face cache (downloaded only when online).
-            prompt_length, prompt_initializer, tune: see the class docstring.
             load_weights: load pretrained weights (else random init).
             dtype: backbone dtype or policy, e.g. `"bfloat16"`.
             dropout: the backbone's dropout rate while training; `None` keeps
                 the checkpoint's.
             encoder_sequence_length, decoder_sequence_length: the
                 preprocessor's packing lengths for raw-string inputs.
+            **kwargs: the constructor's (`prompt_length`, `prompt_initializer`,
+                `tune`, `speed_kernels`, ...); see the class docstring.
+
+        Example:
+
+        ```python
+        model = PromptTunedT5.from_preset("t5_1.1_small", prompt_length=20)
+        ```
         """
         preset_str = os.fspath(preset)
         backbone, tokenizer = load_backbone(
@@ -677,14 +659,7 @@ class PromptTunedT5(T5Seq2SeqLM):
             encoder_sequence_length=encoder_sequence_length,
             decoder_sequence_length=decoder_sequence_length,
         )
-        model = cls(
-            backbone,
-            preprocessor,
-            prompt_length=prompt_length,
-            prompt_initializer=prompt_initializer,
-            tune=tune,
-            **kwargs,
-        )
+        model = cls(backbone, preprocessor, **kwargs)
         model.preset = preset_str
         return model
 

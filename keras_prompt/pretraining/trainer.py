@@ -46,7 +46,8 @@ import numpy as np
 from keras_prompt import compat
 from keras_prompt import health as backbone_health
 from keras_prompt.models.geometries import geometry_config, initialize_embeddings
-from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+from keras_prompt.models.identity import backbone_architecture as _architecture
+from keras_prompt.models.identity import backbone_fingerprint
 from keras_prompt.pretraining import data as pretrain_data
 from keras_prompt.pretraining.corpus import (
     check_corpus_text,
@@ -55,6 +56,7 @@ from keras_prompt.pretraining.corpus import (
 )
 from keras_prompt.pretraining.model import T5Pretrainer
 from keras_prompt.pretraining.objectives import FIRST_SENTINEL_ID
+from keras_prompt.steps import optimizer_step
 
 CHECKPOINT_DIR = "checkpoint"
 PRESET_DIR = "preset"
@@ -195,15 +197,6 @@ class PretrainConfig:
 # ---------------------------------------------------------------------------
 # Checkpoints.
 # ---------------------------------------------------------------------------
-
-
-def _architecture(backbone: keras_hub.models.T5Backbone) -> dict[str, Any]:
-    config = backbone.get_config()
-    return {
-        k: v
-        for k, v in config.items()
-        if k not in ("name", "dtype", "trainable", "dropout")
-    }
 
 
 def save_checkpoint(
@@ -446,7 +439,7 @@ class _Run:
     # -- state ---------------------------------------------------------
     @property
     def step(self) -> int:
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return optimizer_step(self.model)
 
     def _tokens_now(self) -> int:
         c = self.config

@@ -727,7 +727,7 @@ def _resolve_bank(model, prompt_bank) -> PromptBank:
             f"or array(s); got {type(prompt_bank).__name__}."
         )
     bank.check_shape(model.prompt_shape)
-    from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+    from keras_prompt.models.identity import backbone_fingerprint
 
     bank.check_backbone(backbone_fingerprint(model.backbone), model.backbone.hidden_dim)
     return bank
