@@ -29,12 +29,16 @@ import csv
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_prompt.run_config import (  # noqa: E402  (after the environment)
+    DEFAULT_LEARNING_RATES,
+    TrainConfig,
+)
 
 INITS = ("random_uniform", "sampled_vocab", "class_labels")
 FIELDS = (
@@ -84,40 +88,27 @@ def run_one(args, length: int, init: str, seed: int, train, evaluation) -> dict:
     # Seed before the model (and its tokenizer) exists: seeding clears TF's
     # kernel caches, which would break an earlier tokenizer.
     keras.utils.set_random_seed(seed)
-    from keras_prompt import PromptTunedT5
-    from keras_prompt.data import get_task
-    from keras_prompt.initializers import by_name
-    from keras_prompt.optimizers import PromptAdafactor
-    from keras_prompt.training import evaluate_prompt, train_prompt
+    from keras_prompt.run import run_training
 
-    task = get_task("sst2")
-    model = PromptTunedT5.from_preset(
-        args.model,
+    config = TrainConfig(
+        task="sst2",
+        model=args.model,
+        out=str(Path(args.out) / "prompts"),
+        prompt_name=f"p{length}_{init}_s{seed}",
+        metrics_file=None,
         prompt_length=length,
-        prompt_initializer=by_name(init, task.verbalizers, seed),
-        encoder_sequence_length=args.max_input_length,
-    )
-    model.compile(optimizer=PromptAdafactor(learning_rate=args.learning_rate))
-    start = time.perf_counter()
-    history = train_prompt(
-        model,
-        task,
-        train,
+        init=init,
         steps=args.steps,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
         max_input_length=args.max_input_length,
         seed=seed,
+        jit_compile="auto",
         verbose=0,
+        health_texts=0,
     )
-    train_seconds = time.perf_counter() - start
-    metrics = evaluate_prompt(model, task, evaluation, batch_size=64)
-    prompt_path = model.save_prompt(
-        Path(args.out) / "prompts" / f"p{length}_{init}_s{seed}",
-        task=task.name,
-        verbalizers=task.verbalizers,
-        init=init,
-        seed=seed,
-    )
+    run = run_training(config, train_examples=train, eval_examples=evaluation)
+    metrics = run.metrics["eval"]
     return {
         "prompt_length": length,
         "init": init,
@@ -130,10 +121,10 @@ def run_one(args, length: int, init: str, seed: int, train, evaluation) -> dict:
         "accuracy": round(metrics["accuracy"], 6),
         "auc": None if metrics["auc"] is None else round(metrics["auc"], 6),
         "predicted_positive": metrics["predicted_counts"][1],
-        "final_loss": round(float(history.history["loss"][-1]), 6),
-        "train_seconds": round(train_seconds, 1),
+        "final_loss": round(run.metrics["final_loss"], 6),
+        "train_seconds": round(run.train_seconds, 1),
         "eval_seconds": metrics["seconds"],
-        "prompt": str(prompt_path),
+        "prompt": str(run.prompt_path),
     }
 
 
@@ -201,8 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=0.3)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument(
+        "--learning-rate", type=float, default=DEFAULT_LEARNING_RATES["prompt"]
+    )
     parser.add_argument("--max-input-length", type=int, default=128)
     parser.add_argument(
         "--eval-limit", type=int, help="first N held-out validation rows only"

@@ -30,11 +30,11 @@ from typing import Sequence
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# `--init` choices (keras_prompt.initializers.PAPER_INITIALIZERS), spelled out
-# so that building the parser does not import keras.
-INITIALIZERS = ("class_labels", "sampled_vocab", "random_uniform")
-# Training inputs `train` measures the backbone's health on before training.
-HEALTH_TEXTS = 64
+from keras_prompt.run_config import (  # noqa: E402  (after the environment)
+    PAPER_INITIALIZERS as INITIALIZERS,
+)
+from keras_prompt.run_config import TUNE_MODES, TrainConfig  # noqa: E402
+
 # Why sequence lengths start at 2: `</s>` takes the last position.
 _TWO_TOKENS = "one token of text plus </s>"
 
@@ -142,6 +142,12 @@ def _check_train(args) -> None:
         raise ValueError(
             "--prompt-length 0 (no prompt) needs --tune model; prompt tuning "
             "needs --prompt-length >= 1."
+        )
+    if args.tune == "model" and (args.backup_dir or args.checkpoint_every):
+        raise ValueError(
+            "--backup-dir and --checkpoint-every write prompt-only state, which "
+            "cannot restore a --tune model run (its backbone trains too); drop "
+            "them for model tuning."
         )
     if args.init.endswith(".npy"):
         _check_prompt_file(args.init, "--init")
@@ -291,22 +297,6 @@ def _load_model(
     )
 
 
-def _resolve_tune_args(args) -> None:
-    """Fills `train`'s defaults that depend on `--tune`, and checks them."""
-    from keras_prompt.models.prompt_tuned_t5 import DEFAULT_LEARNING_RATES
-
-    if args.prompt_length is None:
-        args.prompt_length = 100 if args.tune == "prompt" else 0
-    if args.learning_rate is None:
-        args.learning_rate = DEFAULT_LEARNING_RATES[args.tune]
-    if args.tune == "model" and (args.backup_dir or args.checkpoint_every):
-        raise ValueError(
-            "--backup-dir and --checkpoint-every write prompt-only state, which "
-            "cannot restore a --tune model run (its backbone trains too); drop "
-            "them for model tuning."
-        )
-
-
 def cmd_make_preset(args) -> int:
     _set_seed(args.seed)
     import keras_hub
@@ -440,7 +430,7 @@ def _backbone_or_none(model: str | None):
 
 
 def cmd_import_peft(args) -> int:
-    from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+    from keras_prompt.models.identity import backbone_fingerprint
     from keras_prompt.peft_prompts import load_peft_prompt
     from keras_prompt.prompts import save_prompt_file
 
@@ -479,16 +469,6 @@ def cmd_export_peft(args) -> int:
     return 0
 
 
-def _health_report(backbone, tokenizer, texts: Sequence[str] | None) -> dict:
-    from keras_prompt.health import check_backbone, health_warnings
-    from keras_prompt.models.t5_inputs import token_lists
-
-    tokens = token_lists(tokenizer, texts) if texts else None
-    report = check_backbone(backbone, tokens)
-    report["warnings"] = health_warnings(report)
-    return report
-
-
 def _read_text_lines(path: str, argument: str) -> list[str]:
     file = Path(path)
     if not file.is_file():
@@ -521,8 +501,10 @@ def cmd_check_backbone(args) -> int:
         from keras_prompt.data import get_task
 
         texts = [e.inputs for e in _load_split(get_task(args.task), "train", args)]
+    from keras_prompt.health import health_report
+
     backbone, tokenizer = load_backbone(args.model)
-    report = _health_report(backbone, tokenizer, texts[: args.limit] if texts else None)
+    report = health_report(backbone, tokenizer, texts[: args.limit] if texts else None)
     report["model"] = args.model
     _print_json(report)
     for message in report["warnings"]:
@@ -550,189 +532,26 @@ def _split_source(task, split, args) -> dict:
     return split_source(task, split, args.data_dir, args.tfds_data_dir).to_json()
 
 
-def _get_strategy(args):
-    """The `--strategy`; made first, as multi-worker set-up must precede TF ops."""
+def cmd_train(args) -> int:
     from keras_prompt import distribute
 
-    return distribute.get_strategy(
+    # Made first: multi-worker set-up must precede every TensorFlow op.
+    strategy = distribute.get_strategy(
         args.strategy, connect_timeout=args.connect_timeout, tpu=args.tpu
     )
-
-
-def cmd_train(args) -> int:
-    strategy = _get_strategy(args)
     _set_seed(args.seed)
-    _set_dtype(args.dtype)
-    import hashlib
+    from keras_prompt.run import run_training
 
-    import numpy as np
-
-    from keras_prompt import distribute
-    from keras_prompt.callbacks import PromptBackup, PromptCheckpoint
-    from keras_prompt.data import get_task
-    from keras_prompt.optimizers import PromptAdafactor
-    from keras_prompt.training import evaluate_prompt, train_prompt
-
-    task = get_task(args.task)
-    _resolve_tune_args(args)
-    info = distribute.describe(strategy)
-    fixed_shape = args.fixed_shape or args.strategy == "tpu"  # XLA: static shapes
-    if args.strategy == "tpu" and args.batch_size % info["num_replicas"]:
-        raise ValueError(
-            f"--batch-size {args.batch_size} must be a multiple of the "
-            f"{info['num_replicas']} TPU cores, which need equal static batches."
-        )
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise ValueError(
-            f"--checkpoint-every must be >= 1; got {args.checkpoint_every}."
-        )
-    checkpoint_every = args.checkpoint_every or (
-        min(100, args.steps) if args.backup_dir else None
-    )
-    # Read (and validate) all data before any training time is spent.
-    train_examples = _load_split(task, "train", args)
-    eval_examples = _load_split(task, args.eval_split, args, args.eval_limit)
-    with strategy.scope():
-        model = _load_model(args, task, init=args.init, tune=args.tune)
-        model.compile(
-            optimizer=PromptAdafactor(learning_rate=args.learning_rate),
-            jit_compile=args.jit_compile,
-        )
-    health = _health_report(
-        model.backbone,
-        model.preprocessor.tokenizer,
-        [e.inputs for e in train_examples[:HEALTH_TEXTS]],
-    )
-    for message in health["warnings"]:
+    def warn(message: str) -> None:
         print(
             f"keras-prompt train: WARNING: --model {args.model}: {message}; a "
             "prompt cannot steer this backbone (`keras-prompt check-backbone`).",
             file=sys.stderr,
             flush=True,
         )
-    out = Path(args.out)
-    chief = info["chief"]
-    if chief:
-        out.mkdir(parents=True, exist_ok=True)
-    callbacks = []
-    if args.backup_dir:
-        callbacks.append(
-            PromptBackup(
-                args.backup_dir,
-                save_freq=checkpoint_every,
-                run_config={
-                    "task": task.name,
-                    "batch_size": args.batch_size,
-                    "seed": args.seed,
-                    "max_input_length": args.max_input_length,
-                    "fixed_shape": fixed_shape,
-                },
-            )
-        )
-    if args.checkpoint_every:
-        callbacks.append(
-            PromptCheckpoint(
-                out / "checkpoints",
-                monitor="loss",
-                metadata={"task": task.name, "verbalizers": list(task.verbalizers)},
-            )
-        )
-    start = time.perf_counter()
-    history = train_prompt(
-        model,
-        task,
-        train_examples,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        max_input_length=args.max_input_length,
-        seed=args.seed,
-        fixed_shape=fixed_shape,
-        callbacks=callbacks,
-        steps_per_epoch=checkpoint_every,
-        verbose=args.verbose,
-    )
-    train_seconds = time.perf_counter() - start
-    backups = [c for c in callbacks if isinstance(c, PromptBackup)]
-    resumed = backups[0].restored_meta if backups else None
-    losses = history.history.get("loss") or [None]
-    result = {
-        "task": task.name,
-        "model": args.model,
-        "prompt": None,
-        "steps": args.steps,
-        "trained_steps": int(model.optimizer.iterations.numpy()),
-        "resumed_from_step": int(resumed["step"]) if resumed else None,
-        "batch_size": args.batch_size,
-        "prompt_length": args.prompt_length,
-        "tune": args.tune,
-        "trainable_parameters": int(
-            sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        ),
-        "learning_rate": args.learning_rate,
-        "init": args.init if args.prompt_length else None,
-        "seed": args.seed,
-        "dtype": args.dtype or "float32",
-        "dropout": float(model.backbone.get_config()["dropout"]),
-        "jit_compile": bool(args.jit_compile),
-        "fixed_shape": fixed_shape,
-        **info,
-        "prompt_sha256": (
-            hashlib.sha256(model.get_prompt().tobytes()).hexdigest()
-            if args.prompt_length
-            else None
-        ),
-        "train_seconds": round(train_seconds, 1),
-        "final_loss": None if losses[-1] is None else float(losses[-1]),
-        "eval_split": args.eval_split,
-        "train_source": _split_source(task, "train", args),
-        "eval_source": _split_source(task, args.eval_split, args),
-        "backbone_health": health,
-        "eval": None,
-    }
-    if not chief:
-        # Workers train in lockstep with the chief and hold the same prompt;
-        # only the chief writes the prompt and metrics (and evaluates).
-        _print_json(result)
-        return 0
-    if args.tune == "model":
-        # The backbone changed: write it as a preset (plus the prompt, if
-        # any, recorded as belonging to that preset).
-        preset = out / "preset"
-        model.backbone.save_to_preset(preset)
-        model.preprocessor.tokenizer.save_to_preset(preset)
-        result["preset"] = str(preset)
-        if args.prompt_length:
-            from keras_prompt.prompts import save_prompt_file
 
-            metadata = model.prompt_metadata(
-                task=task.name,
-                verbalizers=list(task.verbalizers),
-                init=args.init,
-                seed=args.seed,
-                tune="model",
-                trained_backbone=str(preset),
-            )
-            result["prompt"] = str(
-                save_prompt_file(out / task.name, model.get_prompt(), metadata)
-            )
-    else:
-        prompt_path = model.save_prompt(
-            out / task.name,
-            task=task.name,
-            verbalizers=task.verbalizers,
-            init=args.init,
-            seed=args.seed,
-        )
-        result["prompt"] = str(prompt_path)
-    result["eval"] = evaluate_prompt(
-        model,
-        task,
-        eval_examples,
-        batch_size=args.eval_batch_size,
-        verbose=args.verbose,
-    )
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    _print_json(result)
+    run = run_training(TrainConfig.from_namespace(args), strategy=strategy, warn=warn)
+    _print_json(run.metrics)
     return 0
 
 
@@ -787,7 +606,7 @@ def cmd_inspect(args) -> int:
     elif args.model:
         import keras_hub
 
-        from keras_prompt.models.prompt_tuned_t5 import backbone_fingerprint
+        from keras_prompt.models.identity import backbone_fingerprint
         from keras_prompt.prompts import check_prompt_backbone, prompt_paths
 
         backbone = keras_hub.models.T5Backbone.from_preset(args.model)
@@ -969,9 +788,11 @@ def _add_model_args(parser) -> None:
         "(from the local HF cache; HF_HUB_OFFLINE=1 reads only the cache)",
     )
     parser.add_argument(
-        "--max-input-length", type=_int_at_least(2, _TWO_TOKENS), default=256
+        "--max-input-length",
+        type=_int_at_least(2, _TWO_TOKENS),
+        default=TrainConfig.max_input_length,
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
 
 
 def _add_verbose_arg(parser) -> None:
@@ -1133,26 +954,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument(
         "--tune",
-        default="prompt",
-        choices=["prompt", "model"],
+        default=TrainConfig.tune,
+        choices=list(TUNE_MODES),
         help="prompt: train only the prompt (frozen backbone); model: train every "
         "weight (the paper's model-tuning baseline; writes OUT/preset)",
     )
     p.add_argument(
         "--prompt-length",
         type=_int_at_least(0),
-        default=None,
+        default=TrainConfig.prompt_length,
         help="default 100 with --tune prompt, 0 (no prompt) with --tune model",
     )
     p.add_argument(
-        "--init", default="class_labels", help=f"{'|'.join(INITIALIZERS)} or a .npy"
+        "--init", default=TrainConfig.init, help=f"{'|'.join(INITIALIZERS)} or a .npy"
     )
-    p.add_argument("--steps", type=_int_at_least(1), default=1000)
-    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    p.add_argument("--steps", type=_int_at_least(1), default=TrainConfig.steps)
+    p.add_argument(
+        "--batch-size", type=_int_at_least(1), default=TrainConfig.batch_size
+    )
     p.add_argument(
         "--learning-rate",
         type=_positive_float,
-        default=None,
+        default=TrainConfig.learning_rate,
         help="Adafactor's constant rate; default 0.3 (prompt) or 1e-3 (model)",
     )
     p.add_argument(
@@ -1168,22 +991,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pad every batch to --max-input-length",
     )
-    p.add_argument("--eval-split", default="validation")
+    p.add_argument("--eval-split", default=TrainConfig.eval_split)
     p.add_argument(
         "--eval-limit",
         type=_int_at_least(1),
         help="evaluate on the first N examples only",
     )
-    p.add_argument("--eval-batch-size", type=_int_at_least(1), default=64)
+    p.add_argument(
+        "--eval-batch-size", type=_int_at_least(1), default=TrainConfig.eval_batch_size
+    )
     p.add_argument(
         "--out", required=True, help="output folder for the prompt and metrics.json"
     )
     p.add_argument(
-        "--verbose", default="auto", help="Keras fit verbosity (auto, 0, 1, 2)"
+        "--verbose",
+        default=TrainConfig.verbose,
+        help="Keras fit verbosity (auto, 0, 1, 2)",
     )
     p.add_argument(
         "--strategy",
-        default="default",
+        default=TrainConfig.strategy,
         choices=["default", "mirrored", "multiworker", "tpu"],
         help="tf.distribute strategy: none, this machine's GPUs, the TF_CONFIG "
         "cluster (one command per worker), or a TPU",
@@ -1191,7 +1018,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--connect-timeout",
         type=_positive_float,
-        default=300.0,
+        default=TrainConfig.connect_timeout,
         help="multiworker: seconds to wait for every TF_CONFIG peer",
     )
     p.add_argument("--tpu", help="tpu: TPU name or grpc:// address (default TPU_NAME)")

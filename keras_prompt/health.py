@@ -261,3 +261,12 @@ def health_warnings(report: dict[str, Any]) -> list[str]:
             "loss with its own)"
         )
     return messages
+
+
+def health_report(backbone, tokenizer, texts: Sequence[str] | None = None) -> dict:
+    """`check_backbone` on `texts` (tokenized with `tokenizer`), plus its `warnings`."""
+    from keras_prompt.models.t5_inputs import token_lists
+
+    report = check_backbone(backbone, token_lists(tokenizer, texts) if texts else None)
+    report["warnings"] = health_warnings(report)
+    return report

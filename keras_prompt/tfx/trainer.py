@@ -32,8 +32,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from keras_prompt.run_config import (
+    DEFAULT_LEARNING_RATES,
+    DEFAULT_PROMPT_LENGTHS,
+    PAPER_INITIALIZERS,
+    TrainConfig,
+)
+
 #: The `--init` choices of `keras-prompt train` (or a `.npy` prompt file).
-INITIALIZERS = ("class_labels", "sampled_vocab", "random_uniform")
+INITIALIZERS = PAPER_INITIALIZERS
 
 #: Where the trainer writes its report inside the pushed SavedModel. TF
 #: Serving ignores `assets.extra/` except for its warmup file.
@@ -74,15 +81,15 @@ class TrainerOptions:
     checkpoint: str
     task: str
     steps: int | None = None
-    prompt_length: int = 100
-    init: str = "class_labels"
-    batch_size: int = 32
-    learning_rate: float = 0.3
-    max_input_length: int = 256
+    prompt_length: int = DEFAULT_PROMPT_LENGTHS["prompt"]
+    init: str = TrainConfig.init
+    batch_size: int = TrainConfig.batch_size
+    learning_rate: float = DEFAULT_LEARNING_RATES["prompt"]
+    max_input_length: int = TrainConfig.max_input_length
     max_decode_length: int = 16
-    eval_batch_size: int = 64
+    eval_batch_size: int = TrainConfig.eval_batch_size
     eval_limit: int | None = None
-    seed: int = 0
+    seed: int = TrainConfig.seed
 
     @classmethod
     def from_custom_config(
@@ -171,6 +178,26 @@ class TrainerOptions:
     def to_custom_config(self) -> dict[str, Any]:
         """JSON-able dict, the inverse of `from_custom_config`."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def train_config(self, out: str | os.PathLike) -> TrainConfig:
+        """The run these options describe, writing its prompt to `out`."""
+        return TrainConfig(
+            task=self.task,
+            model=self.checkpoint,
+            out=os.fspath(out),
+            prompt_length=self.prompt_length,
+            init=self.init,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            max_input_length=self.max_input_length,
+            eval_batch_size=self.eval_batch_size,
+            seed=self.seed,
+            jit_compile="auto",
+            verbose=2,
+            health_texts=0,
+            metrics_file=None,
+        )
 
 
 # ----------------------------------------------------------------------
@@ -394,11 +421,9 @@ def run_fn(fn_args: Any) -> dict[str, Any]:
     """
     import keras
 
-    from keras_prompt import PromptTunedT5, initializers
     from keras_prompt.data import get_task
-    from keras_prompt.optimizers import PromptAdafactor
+    from keras_prompt.run import run_training
     from keras_prompt.serving import PromptBank, export_saved_model
-    from keras_prompt.training import evaluate_prompt, train_prompt
 
     started = time.perf_counter()
     options = TrainerOptions.from_custom_config(
@@ -411,64 +436,36 @@ def run_fn(fn_args: Any) -> dict[str, Any]:
     eval_examples = read_examples(fn_args.eval_files, task, limit=options.eval_limit)
     read_seconds = time.perf_counter() - started
 
-    scratch = tempfile.TemporaryDirectory(prefix="keras_prompt_tfx_")
-    model = PromptTunedT5.from_preset(
-        _local_copy(options.checkpoint, Path(scratch.name)),
-        prompt_length=options.prompt_length,
-        prompt_initializer=initializers.by_name(
-            options.init, task.verbalizers, options.seed
-        ),
-        encoder_sequence_length=options.max_input_length,
-    )
-    model.preset = options.checkpoint  # the prompt file names the source, not a copy
-    model.compile(optimizer=PromptAdafactor(learning_rate=options.learning_rate))
     run_dir = getattr(fn_args, "model_run_dir", None)
     callbacks = []
     if run_dir and importlib.util.find_spec("tensorboard") is not None:
         # TFX shows model_run_dir in TensorBoard. TF 2.21 no longer installs
         # tensorboard, and keras' callback fails without it.
         callbacks.append(keras.callbacks.TensorBoard(log_dir=run_dir))
-    start = time.perf_counter()
-    history = train_prompt(
-        model,
-        task,
-        train_examples,
-        steps=options.steps,
-        batch_size=options.batch_size,
-        max_input_length=options.max_input_length,
-        seed=options.seed,
-        callbacks=callbacks,
-        verbose=2,
-    )
-    train_seconds = time.perf_counter() - start
-    metrics = evaluate_prompt(
-        model, task, eval_examples, batch_size=options.eval_batch_size
-    )
-
-    report = {
-        "task": task.name,
-        "options": options.to_custom_config(),
-        "num_train_examples": len(train_examples),
-        "read_seconds": round(read_seconds, 2),
-        "train_seconds": round(train_seconds, 2),
-        "final_loss": float(history.history["loss"][-1]),
-        "eval": metrics,
-    }
-    with scratch:
-        staging_dir = Path(scratch.name)
-        prompt_path = model.save_prompt(
-            staging_dir / task.name,
-            task=task.name,
-            verbalizers=task.verbalizers,
-            init=options.init,
-            seed=options.seed,
+    with tempfile.TemporaryDirectory(prefix="keras_prompt_tfx_") as scratch:
+        staging_dir = Path(scratch)
+        run = run_training(
+            options.train_config(staging_dir),
+            train_examples=train_examples,
+            eval_examples=eval_examples,
+            callbacks=callbacks,
+            load_from=_local_copy(options.checkpoint, staging_dir),
         )
+        report = {
+            "task": task.name,
+            "options": options.to_custom_config(),
+            "num_train_examples": len(train_examples),
+            "read_seconds": round(read_seconds, 2),
+            "train_seconds": round(run.train_seconds, 2),
+            "final_loss": run.metrics["final_loss"],
+            "eval": run.metrics["eval"],
+        }
         bank = PromptBank.from_arrays(
-            {task.name: model.get_prompt()}, {task.name: task.verbalizers}
+            {task.name: run.model.get_prompt()}, {task.name: task.verbalizers}
         )
         start = time.perf_counter()
         version_dir = export_saved_model(
-            model,
+            run.model,
             staging_dir / "export",
             version=1,
             prompt_bank=bank,
@@ -484,9 +481,8 @@ def run_fn(fn_args: Any) -> dict[str, Any]:
         text = json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
         (version_dir / REPORT_FILE).write_text(text, encoding="utf-8")
         if run_dir:
-            _write_run_files(
-                run_dir, text, [prompt_path, prompt_path.with_suffix(".json")]
-            )
+            prompt = run.prompt_path
+            _write_run_files(run_dir, text, [prompt, prompt.with_suffix(".json")])
         _install_serving_model(version_dir, fn_args.serving_model_dir)
     print(f"keras_prompt.tfx: {text}")
     return report
