@@ -32,6 +32,7 @@ from keras_prompt.serving import (
     saved_model_ops,
 )
 from keras_prompt.serving import export as serving_export
+from keras_prompt.serving import graph as serving_graph
 
 PROMPT_LENGTH, HIDDEN = client.EXAMPLE_PROMPT_SHAPE
 MAX_INPUT, MAX_DECODE = 24, 6
@@ -549,7 +550,7 @@ def test_ensemble_is_a_majority_vote_over_the_task_prompts(served, model, bank_p
 def test_ensemble_tie_goes_to_the_best_mean_score(scores, expected):
     scores = tf.constant(scores)
     labels = tf.argmax(scores, axis=-1, output_type=tf.int32)
-    label, votes, count = serving_export._majority_vote(
+    label, votes, count = serving_graph.majority_vote(
         scores, labels, tf.constant([0, 0]), 1, 2
     )
     assert votes.numpy().tolist() == [[1, 1]] and count.numpy().tolist() == [2]
@@ -730,7 +731,7 @@ def test_core_tf_dynamic_update_slice_matches_xla():
     inputs = rng.normal(size=(2, 5, 3, 4)).astype("float32")
     update = rng.normal(size=(2, 2, 3, 4)).astype("float32")
     for start in ([0, 0, 0, 0], [0, 2, 0, 0], [0, 4, 0, 0]):  # the last clamps
-        ours = serving_export._dynamic_update_slice(inputs, update, start)
+        ours = serving_graph.dynamic_update_slice(inputs, update, start)
         theirs = dynamic_update_slice(inputs, update, start)
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
