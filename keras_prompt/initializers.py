@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from typing import Any, Sequence
 
 import keras
@@ -349,6 +350,30 @@ def by_name(
         f"Unknown {argument} {name!r}; use one of "
         f"{list(PAPER_INITIALIZERS)} or a .npy path."
     )
+
+
+def bind_to_model(initializer, embeddings, tokenizer):
+    """`initializer` with a model's embedding table and tokenizer bound in.
+
+    A `PromptInitializer` that needs the tokenizer's vocabulary while it is
+    not loaded yet (a model rebuilt from its config: the vocabulary arrives
+    with the saved assets after construction, and the saved prompt weights
+    overwrite the initial values) gives zeros, with a warning.
+    """
+    if not isinstance(initializer, PromptInitializer):
+        return initializer
+    if getattr(initializer, "tokenizer", False) is None and (
+        tokenizer is not None and getattr(tokenizer, "proto", None) is None
+    ):
+        warnings.warn(
+            f"{type(initializer).__name__} needs the tokenizer's "
+            "vocabulary, which is not loaded yet (model rebuilt from a "
+            "config?); the prompt starts at zeros until weights are "
+            "loaded.",
+            stacklevel=3,
+        )
+        return keras.initializers.Zeros()
+    return initializer.bind(embeddings=embeddings, tokenizer=tokenizer)
 
 
 def serialize(initializer) -> dict[str, Any]:

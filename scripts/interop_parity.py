@@ -47,7 +47,7 @@ from test_t5x_import import (  # noqa: E402
 from keras_prompt import PromptTunedT5  # noqa: E402
 from keras_prompt.checkpoints import export_hf_checkpoint, load_hf_t5  # noqa: E402
 from keras_prompt.checkpoints.t5x import load_t5x_t5  # noqa: E402
-from keras_prompt.models.prompt_tuned_t5 import load_backbone  # noqa: E402
+from keras_prompt.models.loading import load_backbone  # noqa: E402
 from keras_prompt.peft_prompts import load_peft_prompt, save_peft_prompt  # noqa: E402
 
 SPIECE = ASSETS_DIR / "t5" / "spiece.model"

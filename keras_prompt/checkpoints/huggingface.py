@@ -201,7 +201,7 @@ def export_hf_checkpoint(
     # transformers.T5ForConditionalGeneration.from_pretrained("/tmp/mini_hf")
     ```
     """
-    from keras_prompt.models.prompt_tuned_t5 import load_backbone
+    from keras_prompt.models.loading import load_backbone
 
     out_dir = require_new_dir(Path(out_dir))
     backbone, tokenizer = load_backbone(os.fspath(preset))

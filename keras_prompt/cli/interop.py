@@ -63,7 +63,7 @@ def cmd_import_t5x(args) -> int:
 def _backbone_or_none(model: str | None):
     if not model:
         return None
-    from keras_prompt.models.prompt_tuned_t5 import load_backbone
+    from keras_prompt.models.loading import load_backbone
 
     return load_backbone(model)[0]
 

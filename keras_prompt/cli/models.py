@@ -115,7 +115,7 @@ def _read_text_lines(path: str, argument: str) -> list[str]:
 
 def cmd_check_backbone(args) -> int:
     common.set_seed(args.seed)
-    from keras_prompt.models.prompt_tuned_t5 import load_backbone
+    from keras_prompt.models.loading import load_backbone
 
     if args.limit < 2:
         raise ValueError(f"--limit must be >= 2; got {args.limit}.")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,15 +16,15 @@ from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompts as prompt_files
 from keras_prompt.layers.soft_prompt import SoftPrompt
 from keras_prompt.layers.speed_kernels import set_speed_kernels
-from keras_prompt.models import t5_inputs
+from keras_prompt.models import scoring
 from keras_prompt.models._keras_hub_compat import (
     T5Seq2SeqLM,
     T5Seq2SeqLMPreprocessor,
 )
 from keras_prompt.models.identity import backbone_fingerprint, backbone_summary
+from keras_prompt.models.loading import load_backbone
 from keras_prompt.models.prompted_t5 import PromptedT5
 from keras_prompt.optimizers import PromptAdafactor
-from keras_prompt.progress import ProgressBar
 from keras_prompt.run_config import DEFAULT_LEARNING_RATES, TUNE_MODES
 from keras_prompt.steps import optimizer_step
 from keras_prompt.version import __version__
@@ -110,51 +108,18 @@ class PromptTunedT5(T5Seq2SeqLM):
         speed_kernels: bool | str | Sequence[str] = "auto",
         **kwargs,
     ):
-        if tune not in TUNE_MODES:
-            raise ValueError(
-                f"`tune` must be one of {list(TUNE_MODES)} (\"prompt\": train only "
-                f"the soft prompt; \"model\": train every weight); got {tune!r}."
-            )
-        minimum = 0 if tune == "model" else 1
-        if (
-            not isinstance(prompt_length, (int, np.integer))
-            or isinstance(prompt_length, bool)
-            or prompt_length < minimum
-        ):
-            raise ValueError(
-                f"`prompt_length` must be an integer >= {minimum} with "
-                f"tune={tune!r}"
-                + (" (0, no prompt, only with tune='model')" if minimum else "")
-                + f"; got {prompt_length!r}."
-            )
-        prompt_length = int(prompt_length)
+        prompt_length = _check_tune(tune, prompt_length)
         self.tune = tune
         backbone.trainable = tune == "model"
         set_speed_kernels(backbone, speed_kernels)
         self.speed_kernels = speed_kernels
         initializer = prompt_initializers.get(prompt_initializer)
         self._prompt_initializer_config = prompt_initializers.serialize(initializer)
-        tokenizer = getattr(preprocessor, "tokenizer", None)
-        if isinstance(initializer, prompt_initializers.PromptInitializer):
-            if getattr(initializer, "tokenizer", False) is None and (
-                tokenizer is not None and getattr(tokenizer, "proto", None) is None
-            ):
-                # Restoring from a config: the vocabulary arrives with the
-                # saved assets after construction, and the saved prompt
-                # weights overwrite whatever is built here.
-                warnings.warn(
-                    f"{type(initializer).__name__} needs the tokenizer's "
-                    "vocabulary, which is not loaded yet (model rebuilt from a "
-                    "config?); the prompt starts at zeros until weights are "
-                    "loaded.",
-                    stacklevel=2,
-                )
-                initializer = keras.initializers.Zeros()
-            else:
-                initializer = initializer.bind(
-                    embeddings=backbone.token_embedding.embeddings,
-                    tokenizer=tokenizer,
-                )
+        initializer = prompt_initializers.bind_to_model(
+            initializer,
+            backbone.token_embedding.embeddings,
+            getattr(preprocessor, "tokenizer", None),
+        )
 
         # === Layers ===
         self.backbone = backbone
@@ -348,7 +313,8 @@ class PromptTunedT5(T5Seq2SeqLM):
     def prompt_shape(self) -> tuple[int, int]:
         return (self.prompt_length, self.backbone.hidden_dim)
 
-    def _require_prompt(self, what: str) -> None:
+    def require_prompt(self, what: str) -> None:
+        """Raises `ValueError` (naming `what`) when the model has no prompt."""
         if self.soft_prompt is None:
             raise ValueError(
                 f"{what} needs a prompt, but this model has none "
@@ -357,12 +323,12 @@ class PromptTunedT5(T5Seq2SeqLM):
 
     def get_prompt(self) -> np.ndarray:
         """The prompt as a float32 `(prompt_length, hidden_dim)` array."""
-        self._require_prompt("get_prompt()")
+        self.require_prompt("get_prompt()")
         return np.array(ops.convert_to_numpy(self.soft_prompt.prompt), "float32")
 
     def set_prompt(self, prompt) -> None:
         """Replaces the prompt; validates shape and values before assigning."""
-        self._require_prompt("set_prompt()")
+        self.require_prompt("set_prompt()")
         values = prompt_files.check_prompt_array(prompt, self.prompt_shape)
         self.soft_prompt.prompt.assign(values)
 
@@ -461,17 +427,6 @@ class PromptTunedT5(T5Seq2SeqLM):
             )
         return self.preprocessor.tokenizer
 
-    def _pack(self, texts: Sequence[str], max_length: int | None, targets=False):
-        tokenizer = self.require_tokenizer()
-        pack = t5_inputs.pack_targets if targets else t5_inputs.pack_inputs
-        ids, mask = pack(
-            t5_inputs.ragged_tokens(tokenizer, texts),
-            end_id=tokenizer.end_token_id,
-            pad_id=tokenizer.pad_token_id,
-            max_length=max_length,
-        )
-        return ids.numpy(), mask.numpy()
-
     def score_tokens(
         self, encoder_ids, encoder_mask, decoder_ids, decoder_mask, prompts=None
     ):
@@ -520,62 +475,14 @@ class PromptTunedT5(T5Seq2SeqLM):
             float32 array `(B, C)` of summed token log-probabilities
             (including the end-of-sequence token).
         """
-        texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        if not texts:
-            raise ValueError("`inputs` is empty; give at least one string.")
-        if not candidates:
-            raise ValueError("`candidates` is empty; give at least one string.")
-        shared = all(isinstance(c, str) for c in candidates)
-        per_example = (
-            [list(candidates)] * len(texts) if shared else [list(c) for c in candidates]
+        return scoring.score(
+            self,
+            inputs,
+            candidates,
+            prompts=prompts,
+            batch_size=batch_size,
+            verbose=verbose,
         )
-        if len(per_example) != len(texts) or len({len(c) for c in per_example}) != 1:
-            raise ValueError(
-                "`candidates` must be a list of strings, or one equally long list "
-                f"per input ({len(texts)} inputs); got {len(per_example)} lists "
-                f"of lengths {sorted({len(c) for c in per_example})}."
-            )
-        blank = [c for row in per_example for c in row if not str(c).strip()]
-        if blank:
-            # An empty target scores only `</s>`, which nearly always wins.
-            raise ValueError(
-                f"`candidates` must be non-blank strings; got {blank[0]!r}."
-            )
-        if prompts is not None:
-            self._require_prompt("`prompts`")
-            prompts = np.asarray(prompts, dtype="float32")
-            expected = (len(texts), *self.prompt_shape)
-            if prompts.shape != expected:
-                raise ValueError(
-                    f"`prompts` must have shape {expected} (one prompt per "
-                    f"input); got {prompts.shape}."
-                )
-        max_input = getattr(self.preprocessor, "encoder_sequence_length", None)
-        results = []
-        bar = ProgressBar(len(texts), verbose, unit_name="example")
-        for start in range(0, len(texts), batch_size):
-            stop = start + batch_size
-            encoder_ids, encoder_mask = self._pack(texts[start:stop], max_input)
-            batch_candidates = per_example[start:stop]
-            num = len(batch_candidates[0])
-            flat = [c for row in batch_candidates for c in row]
-            decoder_ids, decoder_mask = self._pack(flat, None, targets=True)
-            decoder_ids = decoder_ids.reshape(len(batch_candidates), num, -1)
-            decoder_mask = decoder_mask.reshape(len(batch_candidates), num, -1)
-            batch_prompts = None if prompts is None else prompts[start:stop]
-            results.append(
-                ops.convert_to_numpy(
-                    self.score_tokens(
-                        encoder_ids,
-                        encoder_mask,
-                        decoder_ids,
-                        decoder_mask,
-                        batch_prompts,
-                    )
-                )
-            )
-            bar.add(len(batch_candidates))
-        return np.concatenate(results, axis=0).astype("float32")
 
     def predict_label(
         self,
@@ -664,92 +571,23 @@ class PromptTunedT5(T5Seq2SeqLM):
         return model
 
 
-def load_backbone(
-    preset: str | os.PathLike,
-    *,
-    load_weights: bool = True,
-    dtype=None,
-    dropout: float | None = None,
-) -> tuple[keras_hub.models.T5Backbone, keras_hub.models.T5Tokenizer]:
-    """The `T5Backbone` and `T5Tokenizer` of a preset name or directory.
-
-    Takes what `PromptTunedT5.from_preset` takes: a keras-hub preset name, a
-    keras-hub preset directory, a Hugging Face T5 checkpoint directory, or an
-    `hf://owner/name` handle, resolved through the local Hugging Face cache
-    (`HF_HUB_OFFLINE=1` reads only the cache; see
-    `keras_prompt.checkpoints.hf_hub`).
-    `dropout`, when given, replaces the checkpoint's dropout rate.
-    """
-    preset_str = os.fspath(preset)
-    if preset_str.startswith("hf://"):
-        from keras_prompt.checkpoints.hf_hub import resolve_hf_handle
-
-        preset_str = str(resolve_hf_handle(preset_str))
-    _check_local_model_dir(preset_str)
-    if dropout is not None and not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
-    if _is_hf_checkpoint_dir(preset_str):
-        from keras_prompt.checkpoints import load_hf_t5
-
-        backbone, tokenizer = load_hf_t5(preset_str, dtype=dtype)
-    else:
-        backbone = keras_hub.models.T5Backbone.from_preset(
-            preset_str, load_weights=load_weights, dtype=dtype
-        )
-        tokenizer = keras_hub.models.T5Tokenizer.from_preset(preset_str)
-    if dropout is not None and dropout != backbone.get_config()["dropout"]:
-        # keras-hub's preset loader forwards only `dtype` to the config.
-        rebuilt = keras_hub.models.T5Backbone.from_config(
-            {**backbone.get_config(), "dropout": dropout}
-        )
-        rebuilt.set_weights(backbone.get_weights())
-        backbone = rebuilt
-    return backbone, tokenizer
-
-
-def _check_local_model_dir(path: str) -> None:
-    """Clear errors for local paths before keras-hub tries them as preset names."""
-    looks_local = os.sep in path or path.startswith(".") or Path(path).exists()
-    if not looks_local:
-        return  # a keras-hub preset name, resolved (and downloaded) by keras-hub
-    directory = Path(path)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"Model directory {directory} does not exist.")
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"Model directory {directory} has no config.json: expected a keras-hub "
-            "preset (config.json, model.weights.h5, tokenizer.json, assets/) or a "
-            "Hugging Face T5 checkpoint (config.json, model.safetensors or "
-            "tf_model.h5, spiece.model)."
-        )
-    if _is_hf_checkpoint_dir(path):
-        return  # the HF importer validates the rest
-    try:
-        config = json.loads(config_path.read_text("utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path} is not valid JSON: {e}") from e
-    class_name = config.get("class_name") if isinstance(config, dict) else None
-    if class_name != "T5Backbone":
+def _check_tune(tune: str, prompt_length) -> int:
+    """The prompt length as an int, after checking it fits the tune mode."""
+    if tune not in TUNE_MODES:
         raise ValueError(
-            f"{config_path} describes a {class_name!r} backbone; PromptTunedT5 needs "
-            "a T5Backbone preset."
+            f"`tune` must be one of {list(TUNE_MODES)} (\"prompt\": train only "
+            f"the soft prompt; \"model\": train every weight); got {tune!r}."
         )
-    if not (directory / "model.weights.h5").is_file() and not any(
-        directory.glob("model*.weights.h5")
+    minimum = 0 if tune == "model" else 1
+    if (
+        not isinstance(prompt_length, (int, np.integer))
+        or isinstance(prompt_length, bool)
+        or prompt_length < minimum
     ):
-        raise FileNotFoundError(
-            f"Model directory {directory} has no weights file (model.weights.h5)."
+        raise ValueError(
+            f"`prompt_length` must be an integer >= {minimum} with "
+            f"tune={tune!r}"
+            + (" (0, no prompt, only with tune='model')" if minimum else "")
+            + f"; got {prompt_length!r}."
         )
-
-
-def _is_hf_checkpoint_dir(path: str) -> bool:
-    """True for a directory holding a Hugging Face (not keras-hub) checkpoint."""
-    config_path = Path(path) / "config.json"
-    if not config_path.is_file() or (Path(path) / "metadata.json").is_file():
-        return False
-    try:
-        config = json.loads(config_path.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return "model_type" in config and "class_name" not in config
+    return int(prompt_length)
