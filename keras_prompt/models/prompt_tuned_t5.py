@@ -17,7 +17,7 @@ from keras_prompt import prompts as prompt_files
 from keras_prompt.layers.soft_prompt import SoftPrompt
 from keras_prompt.layers.speed_kernels import set_speed_kernels
 from keras_prompt.models import scoring
-from keras_prompt.models._keras_hub_compat import (
+from keras_prompt.models.t5_seq2seq_lm import (
     T5Seq2SeqLM,
     T5Seq2SeqLMPreprocessor,
 )

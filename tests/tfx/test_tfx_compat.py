@@ -1,7 +1,7 @@
 """The keras-hub compatibility layer that lets PromptTunedT5 run on the TFX stack.
 
 keras-hub < 0.32 (all that installs beside TFX 1.16) has no `T5Seq2SeqLM`;
-`keras_prompt.models._keras_hub_compat` backports it with cache-less
+`keras_prompt.models.t5_seq2seq_lm` backports it with cache-less
 decoding. These checks hold for keras-hub's own class too, so they run on
 both stacks: greedy generation must pick, at every step, the argmax of a plain
 teacher-forced forward pass, and the preprocessor must pack like T5.
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from keras_prompt import PromptTunedT5
-from keras_prompt.models import _keras_hub_compat as compat
+from keras_prompt.models import t5_seq2seq_lm as compat
 
 
 @pytest.fixture(scope="module")
