@@ -187,7 +187,7 @@ def test_watchdog_stops_a_hung_start_up_and_spares_a_finished_one():
         [
             sys.executable,
             "-c",
-            distribute._WATCHDOG_SOURCE,
+            distribute.cluster._WATCHDOG_SOURCE,
             str(hung.pid),
             "1",
             "hung!",
