@@ -278,7 +278,7 @@ def load_examples(
     if source.tfds is not None:
         rows = _load_tfds_rows(task, split, tfds_data_dir)
     else:
-        rows = _load_local_rows(task, source)
+        rows = load_local_rows(task, source)
     target = task
     if format_as is not None:
         target = get_task(format_as)
@@ -313,7 +313,8 @@ def load_examples(
 _Row = tuple[dict[str, str], int]
 
 
-def _load_local_rows(task: Task, source: SplitSource) -> list[_Row]:
+def load_local_rows(task: Task, source: SplitSource) -> list[_Row]:
+    """`(fields, label)` rows of a split's local file, held-out rows applied."""
     layout = task.layout(source.entry)
     path = Path(source.path)
     readers = {"tsv": _read_tsv, "json": _read_json, "jsonl": _read_jsonl}

@@ -55,10 +55,10 @@ def write_task_csv(
         limit: keep the first `limit` rows.
     """
     from keras_prompt.data import get_task, split_source
-    from keras_prompt.data.readers import _load_local_rows
+    from keras_prompt.data.readers import load_local_rows
 
     task = get_task(task)
-    rows = _load_local_rows(task, split_source(task, split, data_dir))
+    rows = load_local_rows(task, split_source(task, split, data_dir))
     if limit is not None:
         rows = rows[:limit]
     path = Path(path)
