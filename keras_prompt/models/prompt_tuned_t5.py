@@ -17,13 +17,13 @@ from keras_prompt import prompts as prompt_files
 from keras_prompt.layers.soft_prompt import SoftPrompt
 from keras_prompt.layers.speed_kernels import set_speed_kernels
 from keras_prompt.models import scoring
+from keras_prompt.models.identity import backbone_fingerprint, backbone_summary
+from keras_prompt.models.loading import load_backbone
+from keras_prompt.models.prompted_t5 import PromptedT5
 from keras_prompt.models.t5_seq2seq_lm import (
     T5Seq2SeqLM,
     T5Seq2SeqLMPreprocessor,
 )
-from keras_prompt.models.identity import backbone_fingerprint, backbone_summary
-from keras_prompt.models.loading import load_backbone
-from keras_prompt.models.prompted_t5 import PromptedT5
 from keras_prompt.optimizers import PromptAdafactor
 from keras_prompt.run_config import DEFAULT_LEARNING_RATES, TUNE_MODES
 from keras_prompt.steps import optimizer_step
