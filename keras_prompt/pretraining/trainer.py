@@ -16,8 +16,7 @@ One run writes, under ``out``:
 
 Training is a plain ``model.fit`` on a ``tf.data`` pipeline, so it runs under
 any ``tf.distribute`` strategy in scope and under any dtype policy
-(``mixed_bfloat16``; on this project's 2-core CPU it was no faster than
-float32 for a 17.6M model, see docs/pretraining.md).
+(``mixed_bfloat16``; docs/pretraining.md compares it with float32).
 
 Seeding: this module never calls ``keras.utils.set_random_seed`` (it would
 destroy the SentencePiece resources of tokenizers that already exist in the
@@ -30,8 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
 import signal
 import sys
 import time
@@ -41,14 +38,17 @@ from typing import Any
 
 import keras
 import keras_hub
-import numpy as np
 
 from keras_prompt import compat
 from keras_prompt import health as backbone_health
 from keras_prompt.models.geometries import geometry_config, initialize_embeddings
 from keras_prompt.models.identity import backbone_architecture as _architecture
-from keras_prompt.models.identity import backbone_fingerprint
 from keras_prompt.pretraining import data as pretrain_data
+from keras_prompt.pretraining.checkpoint import (
+    find_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from keras_prompt.pretraining.corpus import (
     check_corpus_text,
     find_corpus_files,
@@ -56,15 +56,12 @@ from keras_prompt.pretraining.corpus import (
 )
 from keras_prompt.pretraining.model import T5Pretrainer
 from keras_prompt.pretraining.objectives import FIRST_SENTINEL_ID
+from keras_prompt.pretraining.preset import save_preset
 from keras_prompt.steps import optimizer_step
 
 CHECKPOINT_DIR = "checkpoint"
 PRESET_DIR = "preset"
 METRICS_FILE = "metrics.jsonl"
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint was made for another backbone geometry or run setup."""
 
 
 @dataclasses.dataclass
@@ -192,183 +189,6 @@ class PretrainConfig:
                 "`preset_weights_dtype` must be float32, float16 or bfloat16; got "
                 f"{self.preset_weights_dtype!r}."
             )
-
-
-# ---------------------------------------------------------------------------
-# Checkpoints.
-# ---------------------------------------------------------------------------
-
-
-def save_checkpoint(
-    directory: str | os.PathLike,
-    model: T5Pretrainer,
-    state: dict[str, Any],
-) -> Path:
-    """Writes weights, optimizer state and ``state.json``; atomically replaces.
-
-    The new checkpoint is written beside the old one and swapped in with
-    renames, so a crash at any moment leaves a complete checkpoint (the old
-    or the new one).
-    """
-    directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.backbone.save_weights(tmp / "model.weights.h5")
-    variables = model.optimizer.variables
-    np.savez(
-        tmp / "optimizer.npz",
-        **{
-            f"v{i:05d}": np.asarray(keras.ops.convert_to_numpy(v))
-            for i, v in enumerate(variables)
-        },
-    )
-    payload = dict(state)
-    payload["architecture"] = _architecture(model.backbone)
-    payload["fingerprint"] = backbone_fingerprint(model.backbone)
-    payload["optimizer_variables"] = [[v.path, list(v.shape)] for v in variables]
-    (tmp / "state.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
-    return directory
-
-
-def find_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The complete checkpoint at ``directory`` (or its ``.old`` twin), if any."""
-    directory = Path(directory)
-    for candidate in (directory, directory.with_name(directory.name + ".old")):
-        if (candidate / "state.json").is_file():
-            return candidate
-    return None
-
-
-def read_checkpoint_state(directory: str | os.PathLike) -> dict[str, Any]:
-    """The ``state.json`` of a checkpoint directory."""
-    path = Path(directory) / "state.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{directory} is not a pretraining checkpoint (no state.json)."
-        )
-    return json.loads(path.read_text("utf-8"))
-
-
-def restore_checkpoint(
-    directory: str | os.PathLike, model: T5Pretrainer
-) -> dict[str, Any]:
-    """Loads a checkpoint into a compiled model; checks the geometry first.
-
-    Raises:
-        CheckpointMismatchError: the checkpoint's backbone architecture differs
-            from ``model``'s (the message lists the differing settings).
-    """
-    directory = Path(directory)
-    state = read_checkpoint_state(directory)
-    expected = _architecture(model.backbone)
-    saved = state.get("architecture", {})
-    if saved != json.loads(json.dumps(expected, default=str)):
-        keys = sorted(set(saved) | set(expected))
-        diff = {
-            k: (saved.get(k), expected.get(k))
-            for k in keys
-            if saved.get(k) != expected.get(k)
-        }
-        raise CheckpointMismatchError(
-            f"Cannot resume from {directory}: it was made for another backbone "
-            "geometry. Differences (checkpoint, this run): "
-            + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
-            + ". Use a new --out directory or the matching --geometry/--model."
-        )
-    model.backbone.load_weights(directory / "model.weights.h5")
-    optimizer = model.optimizer
-    optimizer.build(model.trainable_variables)
-    with np.load(directory / "optimizer.npz") as arrays:
-        values = [arrays[f"v{i:05d}"] for i in range(len(arrays.files))]
-    variables = optimizer.variables
-    if len(values) != len(variables) or any(
-        tuple(v.shape) != a.shape for v, a in zip(variables, values)
-    ):
-        raise CheckpointMismatchError(
-            f"Cannot resume from {directory}: its optimizer state has "
-            f"{len(values)} variables, this run's optimizer {len(variables)} (or "
-            "their shapes differ)."
-        )
-    for variable, value in zip(variables, values):
-        variable.assign(value)
-    return state
-
-
-# ---------------------------------------------------------------------------
-# Presets.
-# ---------------------------------------------------------------------------
-
-
-def save_preset(
-    backbone: keras_hub.models.T5Backbone,
-    vocab: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    weights_dtype: str = "float16",
-    dropout: float = 0.1,
-    model_card: str | None = None,
-) -> Path:
-    """Writes ``backbone`` + T5 tokenizer as a keras-hub preset directory.
-
-    The preset's config is float32 (so it loads as a normal full-precision
-    model, or under whatever ``dtype`` the caller passes), while the weights
-    file may store float16/bfloat16 values to halve its size; Keras casts
-    them to the variables' dtype on load.
-    """
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    config = backbone.get_config()
-    config.update(dtype="float32", dropout=dropout)
-    export = keras_hub.models.T5Backbone.from_config(config)
-    export.set_weights(
-        [np.asarray(keras.ops.convert_to_numpy(w), "float32") for w in backbone.weights]
-    )
-    export.save_to_preset(out)
-    keras_hub.models.T5Tokenizer(proto=str(vocab)).save_to_preset(out)
-    if weights_dtype != "float32":
-        _cast_weights_file(out / "model.weights.h5", weights_dtype)
-    if model_card:
-        (out / "MODEL_CARD.md").write_text(model_card)
-    return out
-
-
-def _cast_weights_file(path: Path, dtype: str) -> None:
-    """Rewrites every float32 array of a Keras ``.weights.h5`` file as ``dtype``."""
-    import h5py
-
-    target = (
-        np.float16
-        if dtype == "float16"
-        else keras.ops.convert_to_numpy(keras.ops.zeros((), "bfloat16")).dtype
-    )
-    tmp = path.with_suffix(".tmp")
-    with h5py.File(path, "r") as source, h5py.File(tmp, "w") as dest:
-
-        def copy(name: str, item) -> None:
-            if isinstance(item, h5py.Dataset):
-                values = item[()]
-                if values.dtype == np.float32:
-                    values = values.astype(target)
-                dest.create_dataset(name, data=values)
-                for key, value in item.attrs.items():
-                    dest[name].attrs[key] = value
-            else:
-                group = dest.require_group(name)
-                for key, value in item.attrs.items():
-                    group.attrs[key] = value
-
-        for key, value in source.attrs.items():
-            dest.attrs[key] = value
-        source.visititems(copy)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------

@@ -38,9 +38,7 @@ matmuls and forms the attention products with `einsum`s whose gradients
 transpose their operands. `FusedSelfAttention` multiplies by the three kernels
 concatenated (one `(hidden, 3 inner)` matmul, which oneDNN runs closer to its
 peak than three narrow ones) and forms the products as head-major batched
-matmuls with adjoint flags. Measured on the t5-small encoder's shapes (batch
-32, 148 positions, bf16, 2 CPU cores): the attention products forward and
-backward take 13.7 ms per layer instead of 20.0.
+matmuls with adjoint flags. Timings: docs/benchmarks.md ("Speed kernels").
 """
 
 from __future__ import annotations
