@@ -66,10 +66,47 @@ def train_prompt(
     continues at the backed-up step with the batches not yet seen, so the
     run ends at `steps` steps as if it had never stopped.
     """
-    from keras_prompt import distribute
-    from keras_prompt.callbacks import PromptBackup
-
     task = get_task(task)
+    _check_arguments(model, task, examples, steps, max_input_length)
+    done = _restore(model, callbacks)
+    steps_per_epoch = min(steps_per_epoch or steps, steps)
+    epochs = math.ceil(steps / steps_per_epoch)
+    if done >= steps:
+        history = keras.callbacks.History()
+        history.history, history.epoch = {}, []
+        return history
+    loop = _FitLoop(
+        model,
+        functools.partial(
+            make_dataset,
+            examples,
+            model.require_tokenizer(),
+            batch_size=batch_size,
+            max_input_length=max_input_length,
+            max_target_length=_target_length(model, task),
+            shuffle=True,
+            seed=seed,
+            repeat=True,
+            fixed_shape=fixed_shape,
+        ),
+        batch_size,
+        [*callbacks, _StopAtStep(optimizer_step(model) - done + steps)],
+        verbose,
+    )
+    epoch, offset = divmod(done, steps_per_epoch)
+    epoch += initial_epoch
+    if offset:
+        # Finish the interrupted epoch first, then run whole epochs.
+        remaining = min(steps_per_epoch - offset, steps - done)
+        loop.fit(done, epoch, epoch + 1, remaining)
+        done += remaining
+        epoch += 1
+    if done < steps:
+        loop.fit(done, epoch, initial_epoch + epochs, steps_per_epoch)
+    return loop.history
+
+
+def _check_arguments(model, task: Task, examples, steps: int, max_input_length: int):
     if steps < 1:
         raise ValueError(f"`steps` must be >= 1; got {steps}.")
     if max_input_length < 2:
@@ -79,12 +116,19 @@ def train_prompt(
         )
     if not examples:
         raise ValueError(f"No training examples were given for task {task.name!r}.")
-    strategy = model.distribute_strategy
     if getattr(model, "optimizer", None) is None:
         raise ValueError(
             "Compile the model before training (under the strategy's scope "
             "when distributing): `model.compile()`."
         )
+
+
+def _restore(model, callbacks) -> int:
+    """Restores any `PromptBackup`; returns the steps of this run already done."""
+    from keras_prompt import distribute
+    from keras_prompt.callbacks import PromptBackup
+
+    strategy = model.distribute_strategy
     if not model.optimizer.built:
         # Slots must exist (in the strategy's scope) before a restore, and
         # before `fit` would otherwise create them inside a replica context.
@@ -97,41 +141,38 @@ def train_prompt(
             if meta is not None:
                 done = max(0, int(meta["step"]) - callback.run_start_step)
     distribute.check_same_on_all_workers(strategy, done, "the resumed step")
-    start_step = optimizer_step(model) - done
-    steps_per_epoch = min(steps_per_epoch or steps, steps)
-    epochs = math.ceil(steps / steps_per_epoch)
-    history = keras.callbacks.History()
-    history.history, history.epoch = {}, []
-    if done >= steps:
-        return history
-    tokenizer = model.require_tokenizer()
-    target_length = _target_length(model, task)
+    return done
 
-    def dataset_fn(skip: int):
+
+class _FitLoop:
+    """`fit` calls over one data stream, their histories merged."""
+
+    def __init__(self, model, make_data, batch_size, callbacks, verbose):
+        self.model = model
+        self.make_data = make_data
+        self.batch_size = batch_size
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.element_spec = make_data().element_spec
+        self.history = keras.callbacks.History()
+        self.history.history, self.history.epoch = {}, []
+
+    def _data(self, skip: int):
+        # Same seed, same order: skipping what was trained on resumes the
+        # data stream where the interrupted run left it.
         def build():
-            dataset = make_dataset(
-                examples,
-                tokenizer,
-                batch_size=batch_size,
-                max_input_length=max_input_length,
-                max_target_length=target_length,
-                shuffle=True,
-                seed=seed,
-                repeat=True,
-                fixed_shape=fixed_shape,
-            )
-            # Same seed, same order: skipping what was trained on resumes
-            # the data stream where the interrupted run left it.
+            dataset = self.make_data()
             return dataset.skip(skip) if skip else dataset
 
         return build
 
-    element_spec = dataset_fn(0)().element_spec
-    stop = _StopAtStep(start_step + steps)
-    callbacks = [*callbacks, stop]
+    def fit(self, skip, first_epoch, last_epoch, epoch_steps):
+        from keras_prompt import distribute
 
-    def fit(skip, first_epoch, last_epoch, epoch_steps):
-        data = distribute.distribute_dataset(dataset_fn(skip), strategy, batch_size)
+        model, strategy = self.model, self.model.distribute_strategy
+        data = distribute.distribute_dataset(
+            self._data(skip), strategy, self.batch_size
+        )
         # keras-hub's `fit` maps its preprocessing over tf.data datasets and
         # cannot take a distributed one; these batches are tokenized already,
         # so Keras' own `fit` takes them directly.
@@ -141,7 +182,7 @@ def train_prompt(
             else functools.partial(keras.Model.fit, model)
         )
         with (
-            distribute.no_batch_peek(model, element_spec),
+            distribute.no_batch_peek(model, self.element_spec),
             distribute.multi_worker_metrics_fix(strategy),
         ):
             result = fit_function(
@@ -149,26 +190,14 @@ def train_prompt(
                 epochs=last_epoch,
                 initial_epoch=first_epoch,
                 steps_per_epoch=epoch_steps,
-                callbacks=callbacks,
-                verbose=verbose,
+                callbacks=self.callbacks,
+                verbose=self.verbose,
             )
         for key, values in result.history.items():
-            history.history.setdefault(key, []).extend(values)
-        history.epoch.extend(result.epoch)
-        history.params = result.params
-        history.set_model(model)
-
-    epoch, offset = divmod(done, steps_per_epoch)
-    epoch += initial_epoch
-    if offset:
-        # Finish the interrupted epoch first, then run whole epochs.
-        remaining = min(steps_per_epoch - offset, steps - done)
-        fit(done, epoch, epoch + 1, remaining)
-        done += remaining
-        epoch += 1
-    if done < steps:
-        fit(done, epoch, initial_epoch + epochs, steps_per_epoch)
-    return history
+            self.history.history.setdefault(key, []).extend(values)
+        self.history.epoch.extend(result.epoch)
+        self.history.params = result.params
+        self.history.set_model(model)
 
 
 class _StopAtStep(StepCounter):

@@ -117,8 +117,43 @@ def make_dataset(
             "bucket_boundaries has no effect with fixed_shape=True (every batch is "
             "padded to max_input_length); pass one or the other."
         )
-    if bucket_boundaries is None:
-        bucket_boundaries = default_bucket_boundaries(max_input_length)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (
+            tf.constant([e.inputs for e in examples], tf.string),
+            tf.constant([e.targets for e in examples], tf.string),
+        )
+    )
+    if shuffle:
+        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    pack = _packer(tokenizer, max_input_length, max_target_length)
+    ds = ds.map(pack, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    padding_values = _padding_values(int(tokenizer.pad_token_id))
+    if fixed_shape:
+        ds = _fixed_shape_batches(
+            ds, batch_size, max_input_length, max_target_length, padding_values
+        )
+    else:
+        boundaries = _check_boundaries(
+            default_bucket_boundaries(max_input_length)
+            if bucket_boundaries is None
+            else bucket_boundaries
+        )
+        ds = ds.bucket_by_sequence_length(
+            element_length_func=lambda x, y, w: tf.shape(x["encoder_token_ids"])[0],
+            # tf.data's boundaries are exclusive upper bounds.
+            bucket_boundaries=[b + 1 for b in boundaries],
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padding_values=padding_values,
+            drop_remainder=drop_remainder,
+        )
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_boundaries(bucket_boundaries: Sequence[int]) -> tuple[int, ...]:
     bucket_boundaries = tuple(bucket_boundaries)
     if (
         not bucket_boundaries
@@ -129,7 +164,11 @@ def make_dataset(
             "bucket_boundaries must be strictly increasing positive integers, got "
             f"{bucket_boundaries!r}."
         )
+    return bucket_boundaries
 
+
+def _packer(tokenizer, max_input_length: int, max_target_length: int):
+    """The per-example map: strings -> `(x, labels, weights)` as keras-hub packs."""
     pad_id = int(tokenizer.pad_token_id)
     end_id = int(tokenizer.end_token_id)
 
@@ -155,19 +194,11 @@ def make_dataset(
         }
         return x, labels, weights
 
-    ds = tf.data.Dataset.from_tensor_slices(
-        (
-            tf.constant([e.inputs for e in examples], tf.string),
-            tf.constant([e.targets for e in examples], tf.string),
-        )
-    )
-    if shuffle:
-        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.map(pack, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return pack
 
-    padding_values = (
+
+def _padding_values(pad_id: int):
+    return (
         {
             "encoder_token_ids": tf.constant(pad_id, tf.int32),
             "encoder_padding_mask": tf.constant(False),
@@ -177,33 +208,24 @@ def make_dataset(
         tf.constant(pad_id, tf.int32),
         tf.constant(False),
     )
-    if fixed_shape:
-        enc, dec = [max_input_length], [max_target_length]
-        padded_shapes = (
-            {
-                "encoder_token_ids": enc,
-                "encoder_padding_mask": enc,
-                "decoder_token_ids": dec,
-                "decoder_padding_mask": dec,
-            },
-            dec,
-            dec,
-        )
-        ds = ds.padded_batch(
-            batch_size,
-            padded_shapes=padded_shapes,
-            padding_values=padding_values,
-            drop_remainder=True,
-        )
-    else:
-        ds = ds.bucket_by_sequence_length(
-            element_length_func=lambda x, y, w: tf.shape(x["encoder_token_ids"])[0],
-            # tf.data's boundaries are exclusive upper bounds.
-            bucket_boundaries=[b + 1 for b in bucket_boundaries],
-            bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
-            padding_values=padding_values,
-            drop_remainder=drop_remainder,
-        )
-    options = tf.data.Options()
-    options.deterministic = True
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _fixed_shape_batches(ds, batch_size, max_input_length, max_target_length, pad):
+    """Every batch `(batch_size, max lengths)`; incomplete batches dropped."""
+    enc, dec = [max_input_length], [max_target_length]
+    padded_shapes = (
+        {
+            "encoder_token_ids": enc,
+            "encoder_padding_mask": enc,
+            "decoder_token_ids": dec,
+            "decoder_padding_mask": dec,
+        },
+        dec,
+        dec,
+    )
+    return ds.padded_batch(
+        batch_size,
+        padded_shapes=padded_shapes,
+        padding_values=pad,
+        drop_remainder=True,
+    )

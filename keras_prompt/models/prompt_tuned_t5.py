@@ -32,7 +32,6 @@ from keras_prompt.version import __version__
 _TOKENIZED_KEYS = ("encoder_token_ids", "encoder_padding_mask")
 
 
-
 @keras.saving.register_keras_serializable(package="keras_prompt")
 class PromptTunedT5(T5Seq2SeqLM):
     """A frozen T5 encoder-decoder conditioned on a task by a soft prompt.
@@ -158,9 +157,7 @@ class PromptTunedT5(T5Seq2SeqLM):
         outputs = self._t5.logits(decoder_outputs)
         # Skip T5Seq2SeqLM.__init__, which would wire the backbone's own
         # graph without the prompt; Seq2SeqLM/Task take it from here.
-        super(T5Seq2SeqLM, self).__init__(
-            inputs=inputs, outputs=outputs, **kwargs
-        )
+        super(T5Seq2SeqLM, self).__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._score_function = None
 
     # ------------------------------------------------------------------
@@ -291,9 +288,7 @@ class PromptTunedT5(T5Seq2SeqLM):
             sampler: the `generate()` sampler; greedy decoding by default.
         """
         if optimizer == "auto":
-            optimizer = PromptAdafactor(
-                learning_rate=DEFAULT_LEARNING_RATES[self.tune]
-            )
+            optimizer = PromptAdafactor(learning_rate=DEFAULT_LEARNING_RATES[self.tune])
         if loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(
                 from_logits=True, reduction="mean_with_sample_weight"
@@ -575,8 +570,8 @@ def _check_tune(tune: str, prompt_length) -> int:
     """The prompt length as an int, after checking it fits the tune mode."""
     if tune not in TUNE_MODES:
         raise ValueError(
-            f"`tune` must be one of {list(TUNE_MODES)} (\"prompt\": train only "
-            f"the soft prompt; \"model\": train every weight); got {tune!r}."
+            f'`tune` must be one of {list(TUNE_MODES)} ("prompt": train only '
+            f'the soft prompt; "model": train every weight); got {tune!r}.'
         )
     minimum = 0 if tune == "model" else 1
     if (

@@ -78,7 +78,12 @@ class PromptedT5:
 
     # -- teacher-forced pass --------------------------------------------
     def encode(
-        self, token_ids, padding_mask=None, *, segment_ids=None, prompts=None,
+        self,
+        token_ids,
+        padding_mask=None,
+        *,
+        segment_ids=None,
+        prompts=None,
         training=None,
     ):
         """Encoder outputs and the mask `decode` takes with them.
@@ -126,8 +131,14 @@ class PromptedT5:
         return backbone.encoder_dropout(x, training=training), mask
 
     def decode(
-        self, token_ids, padding_mask, encoder_outputs, encoder_mask, *,
-        segment_ids=None, training=None,
+        self,
+        token_ids,
+        padding_mask,
+        encoder_outputs,
+        encoder_mask,
+        *,
+        segment_ids=None,
+        training=None,
     ):
         """Decoder hidden states `(batch, length, hidden_dim)`, causally masked.
 
@@ -210,8 +221,13 @@ class PromptedT5:
         return ops.zeros(shape, dtype=dtype), ops.zeros(cross_shape, dtype=dtype)
 
     def decode_with_cache(
-        self, token_ids, encoder_outputs, encoder_mask, self_attention_cache,
-        self_attention_cache_update_index, cross_attention_cache,
+        self,
+        token_ids,
+        encoder_outputs,
+        encoder_mask,
+        self_attention_cache,
+        self_attention_cache_update_index,
+        cross_attention_cache,
         cross_attention_cache_update_index,
     ):
         """keras-hub's `T5Seq2SeqLM.call_decoder_with_cache` over `encode`'s mask.
@@ -224,8 +240,11 @@ class PromptedT5:
         """
         if not compat.t5_layers_have_cache():
             return self._recompute_step(
-                token_ids, encoder_outputs, encoder_mask,
-                self_attention_cache, self_attention_cache_update_index,
+                token_ids,
+                encoder_outputs,
+                encoder_mask,
+                self_attention_cache,
+                self_attention_cache_update_index,
                 cross_attention_cache,
             )
         backbone = self.backbone
@@ -304,7 +323,12 @@ class PromptedT5:
             prompt = ops.slice(prompt, [0, cache_index], [ops.shape(prompt)[0], 1])
             self_cache, encoded, encoder_mask, cross_cache = cache
             logits, hidden_states, self_cache, _ = self.decode_with_cache(
-                prompt, encoded, encoder_mask, self_cache, cache_index, cross_cache,
+                prompt,
+                encoded,
+                encoder_mask,
+                self_cache,
+                cache_index,
+                cross_cache,
                 None,
             )
             return (

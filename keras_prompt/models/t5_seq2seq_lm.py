@@ -35,6 +35,7 @@ if NATIVE_T5_SEQ2SEQ_LM:
     T5Seq2SeqLM = keras_hub.models.T5Seq2SeqLM
     T5Seq2SeqLMPreprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor
 else:  # pragma: no cover - exercised on the TFX stack (tests/tfx).
+
     @keras.saving.register_keras_serializable(package="keras_prompt")
     class T5Seq2SeqLMPreprocessor(keras_hub.models.Seq2SeqLMPreprocessor):
         """keras-hub 0.32's T5 packing: `tokens </s>` / `<pad> tokens </s>`.

@@ -98,12 +98,18 @@ def _roles(backbone) -> Iterator[tuple[keras.layers.Layer, str, type, type]]:
             yield layer, "layer_norm", T5LayerNorm, FastT5LayerNorm
         elif attention and hasattr(layer, "self_attention"):
             # A T5 transformer layer: which attention is which is known here.
-            yield layer.self_attention, "attention", T5MultiHeadAttention, (
-                FusedSelfAttention
+            yield (
+                layer.self_attention,
+                "attention",
+                T5MultiHeadAttention,
+                (FusedSelfAttention),
             )
             if getattr(layer, "cross_attention", None) is not None:
-                yield layer.cross_attention, "attention", T5MultiHeadAttention, (
-                    ShortQueryCrossAttention
+                yield (
+                    layer.cross_attention,
+                    "attention",
+                    T5MultiHeadAttention,
+                    (ShortQueryCrossAttention),
                 )
 
 
