@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI stage: keras-prompt as a TFX Trainer (issue 8). The slowest stage.
+# CI stage: keras-prompt as a TFX Trainer. The slowest stage.
 #
 # 1. Builds, or reuses from ~/.cache/keras-prompt, the Python 3.10 venv pinned
 #    by requirements/tfx-py310.lock (scripts/tfx_env.sh; uv resolves nothing

@@ -1,6 +1,6 @@
 """Distributed prompt tuning on this machine: replicas, workers, checkpoints, resume.
 
-Four measurements (issue 4), each in fresh subprocesses:
+Four measurements, each in fresh subprocesses:
 
 1. `replicas`: training examples/s with one replica (no strategy) and with
    `MirroredStrategy` over 2 logical CPU devices. The logical devices share

@@ -1,6 +1,6 @@
 """Inference throughput: exported `serving_default` vs the model's own `generate()`.
 
-Issue 6, item 3. The same PromptTunedT5 (t5-small geometry, RANDOM weights,
+The same PromptTunedT5 (t5-small geometry, RANDOM weights,
 the real T5 vocabulary, prompt length 100) answers the same 32 texts (the first
 8 validation examples of SST-2, MRPC, RTE and BoolQ in T5's input format) two
 ways, greedy decoding of up to `--max-decode-length` tokens each:

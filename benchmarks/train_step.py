@@ -1,6 +1,6 @@
 """Prompt-tuning train-step throughput at a fixed shape, fp32 vs mixed_bfloat16.
 
-Shape (issue 2/6): t5-small geometry (random weights), batch 32, 128 input
+Shape: t5-small geometry (random weights), batch 32, 128 input
 tokens + 20 prompt vectors, 4 target tokens. Times `model.fit` steps after a
 warm-up epoch, so tracing/compilation is excluded.
 

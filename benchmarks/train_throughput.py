@@ -1,4 +1,4 @@
-"""Prompt-tuning training throughput: keras-prompt vs Hugging Face PEFT (issue 6).
+"""Prompt-tuning training throughput: keras-prompt vs Hugging Face PEFT.
 
 One run measures, each configuration in a fresh subprocess, one after another:
 
@@ -215,6 +215,8 @@ def keras_worker(args: argparse.Namespace) -> dict[str, Any]:
     _keras_env()
     import tensorflow as tf
 
+    from keras_prompt.layers.speed_kernels import active_speed_kernels
+
     timer = _epoch_timer()
     epochs = args.repeats + 1
     if args.mode == "fixed":
@@ -269,6 +271,8 @@ def keras_worker(args: argparse.Namespace) -> dict[str, Any]:
         "trainable_parameters": int(
             sum(w.numpy().size for w in model.trainable_weights)
         ),
+        # PromptTunedT5's default (speed_kernels="auto"): what is measured.
+        "speed_kernels": list(active_speed_kernels(model.backbone)),
         "versions": {"tensorflow": tf.__version__},
     }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-5 experiments behind docs/results.md ("The paper's experiments at
+# The experiments behind docs/results.md ("The paper's experiments at
 # small scale"), run sequentially on one frozen checkpoint. Every command is
 # echoed to $OUT/commands.log with its wall time. Stages (pick with STAGES):
 #   tune      prompt vs model tuning on sst2, qqp, mrpc, rte (keras-prompt train)

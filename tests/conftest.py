@@ -15,12 +15,6 @@ ASSETS_DIR = Path(
 )
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "slow: real-data or real-size runs, excluded by default"
-    )
-
-
 @pytest.fixture(scope="session")
 def assets_dir() -> Path:
     if not ASSETS_DIR.is_dir():
