@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from keras_prompt.progress import ProgressBar
 
@@ -76,17 +77,42 @@ def majority_vote(prompt_labels, scores=None, num_labels: int | None = None):
             f"`prompt_labels` must be in [0, {num_labels}); got values from "
             f"{prompt_labels.min()} to {prompt_labels.max()}."
         )
-    votes = np.zeros((prompt_labels.shape[0], num_labels), dtype="int64")
-    for k in range(prompt_labels.shape[1]):
-        np.add.at(votes, (np.arange(prompt_labels.shape[0]), prompt_labels[:, k]), 1)
-    tied = votes == votes.max(axis=1, keepdims=True)
+    num_examples, num_prompts = prompt_labels.shape
     if scores is None:
-        tie_break = np.zeros(votes.shape)
-    else:
-        finite = np.where(np.isfinite(scores), scores, 0.0)
-        tie_break = finite.mean(axis=1)
-    labels = np.argmax(np.where(tied, tie_break, -np.inf), axis=1)
-    return labels.astype("int64"), votes
+        scores = np.zeros((num_examples, num_prompts, num_labels))
+    labels, votes, _ = vote(
+        tf.constant(scores.reshape(num_examples * num_prompts, -1), tf.float64),
+        tf.constant(prompt_labels.reshape(-1), tf.int32),
+        tf.constant(np.repeat(np.arange(num_examples), num_prompts), tf.int32),
+        num_examples,
+        num_labels,
+    )
+    return labels.numpy().astype("int64"), votes.numpy().astype("int64")
+
+
+def vote(scores, labels, row, batch, num_labels: int):
+    """The majority vote as TF ops: `(label, votes, num_prompts)` per example.
+
+    `majority_vote` and the serving export's `ensemble` signature both use
+    it. `scores` `[M, C]` and `labels` `[M]` are the rank-classification
+    results of the M (example, prompt) rows, `row` `[M]` their example index. The
+    label is the majority vote (paper section 6); a tie goes to the tied
+    label with the highest mean log-likelihood over the ensemble, which keeps
+    the result deterministic and uses the evidence the vote throws away.
+    """
+    votes = tf.math.unsorted_segment_sum(
+        tf.one_hot(labels, num_labels, dtype=tf.int32), row, batch
+    )
+    num_prompts = tf.math.unsorted_segment_sum(tf.ones_like(row), row, batch)
+    finite = tf.where(tf.math.is_finite(scores), scores, 0.0)
+    mean = tf.math.unsorted_segment_sum(finite, row, batch) / tf.cast(
+        tf.maximum(num_prompts, 1)[:, None], scores.dtype
+    )
+    top = tf.reduce_max(votes, axis=-1, keepdims=True)
+    label = tf.argmax(
+        tf.where(votes == top, mean, -np.inf), axis=-1, output_type=tf.int32
+    )
+    return label, votes, num_prompts
 
 
 def _as_prompt_stack(prompts, prompt_shape: tuple[int, int]) -> np.ndarray:

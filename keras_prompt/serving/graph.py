@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_prompt import compat
+from keras_prompt.ensemble import vote as majority_vote
 from keras_prompt.models import t5_inputs
 from keras_prompt.serving.prompt_bank import PromptBank
 from keras_prompt.serving.validation import (
@@ -66,30 +67,6 @@ def dynamic_update_slice(inputs, updates, start_indices):
     placed = tf.pad(updates, paddings)
     where = tf.pad(tf.ones_like(updates, dtype=tf.bool), paddings)
     return tf.ensure_shape(tf.where(where, placed, inputs), inputs.shape)
-
-
-def majority_vote(scores, labels, row, batch, num_labels: int):
-    """Prompt ensembling: `(label, votes, num_prompts)` per example.
-
-    `scores` `[M, C]` and `labels` `[M]` are the rank-classification results
-    of the M (example, prompt) rows, `row` `[M]` their example index. The
-    label is the majority vote (paper section 6); a tie goes to the tied
-    label with the highest mean log-likelihood over the ensemble, which keeps
-    the result deterministic and uses the evidence the vote throws away.
-    """
-    votes = tf.math.unsorted_segment_sum(
-        tf.one_hot(labels, num_labels, dtype=tf.int32), row, batch
-    )
-    num_prompts = tf.math.unsorted_segment_sum(tf.ones_like(row), row, batch)
-    finite = tf.where(tf.math.is_finite(scores), scores, 0.0)
-    mean = tf.math.unsorted_segment_sum(finite, row, batch) / tf.cast(
-        tf.maximum(num_prompts, 1)[:, None], scores.dtype
-    )
-    top = tf.reduce_max(votes, axis=-1, keepdims=True)
-    label = tf.argmax(
-        tf.where(votes == top, mean, -np.inf), axis=-1, output_type=tf.int32
-    )
-    return label, votes, num_prompts
 
 
 def piece_id(sentencepiece, piece: str) -> int:
