@@ -186,35 +186,10 @@ class PromptTunedT5(T5Seq2SeqLM):
         return self._t5.score(encoder_outputs, encoder_mask, target_ids, target_mask)
 
     def initial_cache(self, batch_size, encoder_length, decoder_length):
-        """Empty decoder caches for `decode_with_cache` (`encoder_length`
-        counts the prompt, as `encode`'s mask does)."""
+        """Empty decoder caches for `call_decoder_with_cache` (`encoder_length`
+        counts the prompt, as `encode`'s outputs do)."""
         return self._t5.initial_cache(
             batch_size, encoder_length, decoder_length, self.compute_dtype
-        )
-
-    def decode_with_cache(
-        self,
-        token_ids,
-        encoder_outputs,
-        encoder_mask,
-        self_attention_cache,
-        self_attention_cache_update_index,
-        cross_attention_cache,
-        cross_attention_cache_update_index,
-    ):
-        """One cached decoding step over `encode`'s outputs and mask.
-
-        Returns `(logits, hidden_states, self_attention_cache,
-        cross_attention_cache)`, as keras-hub's `call_decoder_with_cache`.
-        """
-        return self._t5.decode_with_cache(
-            token_ids,
-            encoder_outputs,
-            encoder_mask,
-            self_attention_cache,
-            self_attention_cache_update_index,
-            cross_attention_cache,
-            cross_attention_cache_update_index,
         )
 
     # keras-hub's Seq2SeqLM interface, on the same forward pass.
@@ -231,8 +206,14 @@ class PromptTunedT5(T5Seq2SeqLM):
         cross_attention_cache,
         cross_attention_cache_update_index,
     ):
-        """As `T5Seq2SeqLM.call_decoder_with_cache`; the mask excludes the prompt."""
-        return self.decode_with_cache(
+        """As `T5Seq2SeqLM.call_decoder_with_cache`; the mask excludes the prompt.
+
+        `encoder_hidden_states` are `encode`'s (or `call_encoder`'s) outputs,
+        over prompt + tokens; `encoder_padding_mask` covers the tokens only.
+        Returns `(logits, hidden_states, self_attention_cache,
+        cross_attention_cache)`.
+        """
+        return self._t5.decode_with_cache(
             decoder_token_ids,
             encoder_hidden_states,
             self._with_prompt_mask(encoder_padding_mask),

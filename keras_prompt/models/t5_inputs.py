@@ -25,15 +25,20 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 
-def _pad(rows: tf.RaggedTensor, pad_id: int) -> tuple[tf.Tensor, tf.Tensor]:
+def _pack(pieces, end_id, pad_id, max_length, start_id=None):
+    if max_length is not None:
+        pieces = pieces[:, : max_length - 1]
+    pieces = tf.cast(pieces, tf.int32)
+    count = pieces.nrows(out_type=tf.int32)
+
+    def column(value):
+        return tf.RaggedTensor.from_tensor(tf.fill([count, 1], value))
+
+    start = [] if start_id is None else [column(start_id)]
+    rows = tf.concat([*start, pieces, column(end_id)], axis=1)
     ids = rows.to_tensor(default_value=pad_id)
     mask = tf.sequence_mask(rows.row_lengths(), tf.shape(ids)[1], dtype=tf.int32)
     return ids, mask
-
-
-def _column(rows: tf.RaggedTensor, value: int) -> tf.RaggedTensor:
-    count = rows.nrows(out_type=tf.int32)
-    return tf.RaggedTensor.from_tensor(tf.fill([count, 1], value))
 
 
 def pack_inputs(
@@ -43,10 +48,7 @@ def pack_inputs(
 
     With `max_length`, at most `max_length - 1` tokens are kept.
     """
-    if max_length is not None:
-        pieces = pieces[:, : max_length - 1]
-    pieces = tf.cast(pieces, tf.int32)
-    return _pad(tf.concat([pieces, _column(pieces, end_id)], axis=1), pad_id)
+    return _pack(pieces, end_id, pad_id, max_length)
 
 
 def pack_targets(
@@ -54,13 +56,10 @@ def pack_targets(
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Ragged `[M, (n)]` token ids -> `[M, T]` ids `<pad> tokens </s>` and mask.
 
-    With `max_length`, at most `max_length - 1` tokens are kept.
+    With `max_length`, at most `max_length - 1` tokens are kept; `<pad>` is
+    T5's decoder start.
     """
-    if max_length is not None:
-        pieces = pieces[:, : max_length - 1]
-    pieces = tf.cast(pieces, tf.int32)
-    rows = tf.concat([_column(pieces, pad_id), pieces, _column(pieces, end_id)], 1)
-    return _pad(rows, pad_id)
+    return _pack(pieces, end_id, pad_id, max_length, start_id=pad_id)
 
 
 def token_lists(tokenizer, texts: Sequence[str]) -> list[list[int]]:

@@ -7,7 +7,7 @@ SentencePiece ops, which stock TF Serving links), prompts looked up by task,
 rank classification over verbalizers, majority votes over ensembles and
 greedy decoding with the decoder's key/value caches, all through the model's
 public forward pass (`encode`, `score_targets`, `initial_cache`,
-`decode_with_cache`).
+`call_decoder_with_cache`).
 
 Design notes (why the code looks the way it does):
 
@@ -237,7 +237,7 @@ class ServingGraph:
     def _encode(self, token_ids, mask, prompts):
         return self.model.encode(token_ids, mask, prompts)
 
-    def _generate(self, encoded, encoder_mask):
+    def _generate(self, encoded, token_mask):
         """Greedy decoding with the key/value caches; per-row stopping at `</s>`.
 
         Returns the decoded strings and the log-probability of the decoded
@@ -246,8 +246,9 @@ class ServingGraph:
         model = self.model
         steps = self.max_decode_length
         batch = tf.shape(encoded)[0]
+        # The cross-attention cache spans prompt + input.
         self_cache, cross_cache = model.initial_cache(
-            batch, tf.shape(encoder_mask)[1], steps
+            batch, tf.shape(encoded)[1], steps
         )
         positions = tf.range(steps)[None, :]
 
@@ -266,8 +267,14 @@ class ServingGraph:
 
         # Step 0 also fills the cross-attention cache over prompt + input.
         start = tf.fill([batch, 1], self.pad_id)
-        logits, _, self_cache, cross_cache = model.decode_with_cache(
-            start, encoded, encoder_mask, self_cache, 0, cross_cache, 0
+        logits, _, self_cache, cross_cache = model.call_decoder_with_cache(
+            encoder_hidden_states=encoded,
+            encoder_padding_mask=token_mask,
+            decoder_token_ids=start,
+            self_attention_cache=self_cache,
+            self_attention_cache_update_index=0,
+            cross_attention_cache=cross_cache,
+            cross_attention_cache_update_index=0,
         )
         state = pick(
             logits,
@@ -282,8 +289,14 @@ class ServingGraph:
             return tf.logical_and(t < steps, ~tf.reduce_all(finished))
 
         def body(t, cache, last, tokens, score, length, finished):
-            logits, _, cache, _ = model.decode_with_cache(
-                last[:, None], encoded, encoder_mask, cache, t, cross_cache, None
+            logits, _, cache, _ = model.call_decoder_with_cache(
+                encoder_hidden_states=encoded,
+                encoder_padding_mask=token_mask,
+                decoder_token_ids=last[:, None],
+                self_attention_cache=cache,
+                self_attention_cache_update_index=t,
+                cross_attention_cache=cross_cache,
+                cross_attention_cache_update_index=None,
             )
             state = pick(logits, t, tokens, score, length, finished)
             return (t + 1, cache, *state)
@@ -323,8 +336,8 @@ class ServingGraph:
         batch = tf.shape(text)[0]
         prompt = self._check_prompt(prompt, batch)
         token_ids, mask = self._tokenize(text)
-        encoded, encoder_mask = self._encode(token_ids, mask, prompt)
-        output_text, output_score = self._generate(encoded, encoder_mask)
+        encoded, _ = self._encode(token_ids, mask, prompt)
+        output_text, output_score = self._generate(encoded, mask)
         return {"output_text": output_text, "output_score": output_score}
 
     def classify(self, text, prompt, candidates):
@@ -404,7 +417,7 @@ class ServingGraph:
         prompt = tf.gather(self.module.prompt_bank, prompt_ids)
         token_ids, mask = self._tokenize(text)
         encoded, encoder_mask = self._encode(token_ids, mask, prompt)
-        output_text, output_score = self._generate(encoded, encoder_mask)
+        output_text, output_score = self._generate(encoded, mask)
         scores, counts = self._label_scores(encoded, encoder_mask, task_ids)
         label = tf.argmax(scores, axis=-1, output_type=tf.int32)
         has_labels = counts > 0
