@@ -149,18 +149,7 @@ def create_pipeline(
     """
     from tfx import v1 as tfx
 
-    if isinstance(trainer_options, TrainerOptions):
-        trainer_options = trainer_options.to_custom_config()
-    config = dict(trainer_options)
-    given_task = config.get("task")
-    if given_task is not None and str(given_task).lower() != str(task).lower():
-        raise ValueError(
-            f"task {task!r} and trainer_options['task'] {given_task!r} differ."
-        )
-    config["task"] = task
-    config.setdefault("steps", DEFAULT_STEPS)
-    if validate:
-        config = TrainerOptions.from_custom_config(config).to_custom_config()
+    config = _custom_config(task, trainer_options, validate)
     data_root = os.fspath(data_root)
     pipeline_root = os.fspath(pipeline_root)
     steps = config.get("steps")
@@ -195,17 +184,7 @@ def create_pipeline(
         **gate,
     )
     components.append(pusher)
-    if metadata_path == "auto":
-        metadata_path = (
-            os.path.join(pipeline_root, "metadata.sqlite")
-            if _is_local(pipeline_root)
-            else None
-        )
-    metadata_config = None
-    if metadata_path is not None:
-        metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.fspath(metadata_path)
-        )
+    metadata_config = _metadata_config(tfx, metadata_path, pipeline_root)
     if beam_pipeline_args is None:
         beam_pipeline_args = LOCAL_BEAM_ARGS if _is_local(pipeline_root) else ()
     name = pipeline_name or f"keras-prompt-{str(task).lower()}"
@@ -216,6 +195,38 @@ def create_pipeline(
         enable_cache=enable_cache,
         metadata_connection_config=metadata_config,
         beam_pipeline_args=list(beam_pipeline_args),
+    )
+
+
+def _custom_config(task, trainer_options, validate: bool) -> dict[str, Any]:
+    """The Trainer's `custom_config`: the options, the task, default steps."""
+    if isinstance(trainer_options, TrainerOptions):
+        trainer_options = trainer_options.to_custom_config()
+    config = dict(trainer_options)
+    given_task = config.get("task")
+    if given_task is not None and str(given_task).lower() != str(task).lower():
+        raise ValueError(
+            f"task {task!r} and trainer_options['task'] {given_task!r} differ."
+        )
+    config["task"] = task
+    config.setdefault("steps", DEFAULT_STEPS)
+    if validate:
+        config = TrainerOptions.from_custom_config(config).to_custom_config()
+    return config
+
+
+def _metadata_config(tfx, metadata_path, pipeline_root: str):
+    """SQLite ML Metadata (`"auto"`: under a local `pipeline_root`), or None."""
+    if metadata_path == "auto":
+        metadata_path = (
+            os.path.join(pipeline_root, "metadata.sqlite")
+            if _is_local(pipeline_root)
+            else None
+        )
+    if metadata_path is None:
+        return None
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        os.fspath(metadata_path)
     )
 
 
