@@ -51,6 +51,16 @@ def same_segment(query_segments, key_segments):
     return ops.logical_and(same, ops.greater(key_segments, 0)[:, None, :])
 
 
+def _run_layers(layers, x, training, **masks):
+    """A stack of T5 transformer layers; the first one's position bias is reused."""
+    position_bias = None
+    for layer in layers:
+        x, position_bias = layer(
+            x, position_bias=position_bias, training=training, **masks
+        )
+    return x
+
+
 def _any_equal(inputs, values, padding_mask):
     """Where `inputs` equals any of `values`, within `padding_mask`."""
     found = ops.equal(inputs, values[0])
@@ -118,15 +128,13 @@ class PromptedT5:
                 )
             mask, attention_mask = padding_mask, padding_mask[:, None, :]
         x = backbone.encoder_embedding_dropout(x, training=training)
-        position_bias = None
-        for layer in backbone.encoder_transformer_layers:
-            x, position_bias = layer(
-                x,
-                attention_mask=attention_mask,
-                position_bias=position_bias,
-                use_causal_mask=False,
-                training=training,
-            )
+        x = _run_layers(
+            backbone.encoder_transformer_layers,
+            x,
+            training,
+            attention_mask=attention_mask,
+            use_causal_mask=False,
+        )
         x = backbone.encoder_layer_norm(x)
         return backbone.encoder_dropout(x, training=training), mask
 
@@ -155,17 +163,15 @@ class PromptedT5:
         backbone = self.backbone
         x = backbone.token_embedding(token_ids)
         x = backbone.decoder_embedding_dropout(x, training=training)
-        position_bias = None
-        for layer in backbone.decoder_transformer_layers:
-            x, position_bias = layer(
-                x,
-                attention_mask=self_mask,
-                position_bias=position_bias,
-                encoder_hidden_states=encoder_outputs,
-                encoder_attention_mask=cross_mask,
-                use_causal_mask=True,
-                training=training,
-            )
+        x = _run_layers(
+            backbone.decoder_transformer_layers,
+            x,
+            training,
+            attention_mask=self_mask,
+            encoder_hidden_states=encoder_outputs,
+            encoder_attention_mask=cross_mask,
+            use_causal_mask=True,
+        )
         x = backbone.decoder_layer_norm(x)
         return backbone.decoder_dropout(x, training=training)
 
