@@ -35,7 +35,21 @@ from keras_prompt.cli import (  # noqa: E402  (after the environment)
     serving,
     training,
 )
-from keras_prompt.cli.training import INITIALIZERS  # noqa: E402
+from keras_prompt.cli.inspect_prompt import cmd_inspect  # noqa: E402
+from keras_prompt.cli.interop import (  # noqa: E402
+    cmd_export_hf,
+    cmd_export_peft,
+    cmd_import_hf,
+    cmd_import_peft,
+    cmd_import_t5x,
+)
+from keras_prompt.cli.models import (  # noqa: E402
+    cmd_check_backbone,
+    cmd_lm_adapt,
+    cmd_make_preset,
+)
+from keras_prompt.cli.serving import cmd_export, cmd_query  # noqa: E402
+from keras_prompt.cli.training import INITIALIZERS, cmd_eval, cmd_train  # noqa: E402
 
 
 def build_parser() -> common.Parser:
@@ -96,4 +110,21 @@ def _print_error(command: str, error) -> None:
     print(f"keras-prompt {command}: error: {message}", file=sys.stderr, flush=True)
 
 
-__all__ = ["INITIALIZERS", "build_parser", "main"]
+__all__ = [
+    "INITIALIZERS",
+    "build_parser",
+    "cmd_check_backbone",
+    "cmd_eval",
+    "cmd_export",
+    "cmd_export_hf",
+    "cmd_export_peft",
+    "cmd_import_hf",
+    "cmd_import_peft",
+    "cmd_import_t5x",
+    "cmd_inspect",
+    "cmd_lm_adapt",
+    "cmd_make_preset",
+    "cmd_query",
+    "cmd_train",
+    "main",
+]

@@ -14,6 +14,12 @@ or ``keras-prompt lm-adapt`` on the command line (see ``docs/pretraining.md``).
 """
 
 from keras_prompt.models.geometries import count_parameters
+from keras_prompt.pretraining.checkpoint import (
+    CheckpointMismatchError,
+    read_checkpoint_state,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from keras_prompt.pretraining.corpus import (
     CorpusError,
     check_corpus_text,
@@ -28,15 +34,8 @@ from keras_prompt.pretraining.objectives import (
     span_corruption_example,
     span_corruption_lengths,
 )
-from keras_prompt.pretraining.trainer import (
-    CheckpointMismatchError,
-    PretrainConfig,
-    pretrain,
-    read_checkpoint_state,
-    restore_checkpoint,
-    save_checkpoint,
-    save_preset,
-)
+from keras_prompt.pretraining.preset import save_preset
+from keras_prompt.pretraining.trainer import PretrainConfig, pretrain
 
 __all__ = [
     "CheckpointMismatchError",

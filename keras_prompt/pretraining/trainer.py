@@ -44,8 +44,10 @@ from keras_prompt import health as backbone_health
 from keras_prompt.models.geometries import geometry_config, initialize_embeddings
 from keras_prompt.models.identity import backbone_architecture as _architecture
 from keras_prompt.pretraining import data as pretrain_data
-from keras_prompt.pretraining.checkpoint import (
+from keras_prompt.pretraining.checkpoint import (  # noqa: F401  (re-exported)
+    CheckpointMismatchError,
     find_checkpoint,
+    read_checkpoint_state,
     restore_checkpoint,
     save_checkpoint,
 )
