@@ -3,6 +3,7 @@
 import keras
 import keras_hub
 import pytest
+from conftest import make_tiny_backbone
 
 from keras_prompt import compat
 
@@ -29,8 +30,6 @@ def test_unknown_release_fails_loudly_naming_the_shim(monkeypatch, package, vers
 
 
 def test_sublayers_walks_the_whole_backbone():
-    from conftest import make_tiny_backbone
-
     backbone = make_tiny_backbone()
     layers = list(compat.sublayers(backbone))
     assert layers[0] is backbone

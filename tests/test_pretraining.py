@@ -425,10 +425,11 @@ def test_resume_from_checkpoint_of_another_geometry(
 
 def test_cli_reports_bad_corpus(tmp_path, spiece_path, monkeypatch, capsys):
     from keras_prompt import cli
+    from keras_prompt.cli import common
 
     # The CLI seeds Keras first thing, which would destroy the SentencePiece
     # resources of the session tokenizer fixture; skip it in-process.
-    monkeypatch.setattr(cli, "_set_seed", lambda seed: None)
+    monkeypatch.setattr(common, "set_seed", lambda seed: None)
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     code = cli.main(
