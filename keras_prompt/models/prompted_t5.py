@@ -128,13 +128,8 @@ class PromptedT5:
                 )
             mask, attention_mask = padding_mask, padding_mask[:, None, :]
         x = backbone.encoder_embedding_dropout(x, training=training)
-        x = _run_layers(
-            backbone.encoder_transformer_layers,
-            x,
-            training,
-            attention_mask=attention_mask,
-            use_causal_mask=False,
-        )
+        layers = backbone.encoder_transformer_layers
+        x = _run_layers(layers, x, training, attention_mask=attention_mask)
         x = backbone.encoder_layer_norm(x)
         return backbone.encoder_dropout(x, training=training), mask
 
@@ -245,13 +240,9 @@ class PromptedT5:
         which gives the cached computation's outputs at O(length^2) cost.
         """
         if not compat.t5_layers_have_cache():
+            buffer = (self_attention_cache, self_attention_cache_update_index)
             return self._recompute_step(
-                token_ids,
-                encoder_outputs,
-                encoder_mask,
-                self_attention_cache,
-                self_attention_cache_update_index,
-                cross_attention_cache,
+                token_ids, encoder_outputs, encoder_mask, *buffer, cross_attention_cache
             )
         backbone = self.backbone
         x = backbone.token_embedding(token_ids)
