@@ -528,7 +528,7 @@ def test_adafactor_pretraining_and_bad_optimizer(corpus_file, tmp_path, spiece_p
 
 
 def test_supervised_settings_are_checked(corpus_file, tmp_path, spiece_path):
-    with pytest.raises(ValueError, match="Give both `supervised_tasks`"):
+    with pytest.raises(ValueError, match="Give both `supervised_tasks`/"):
         pretrain(_config(corpus_file, tmp_path, spiece_path, supervised_rate=0.1))
     with pytest.raises(ValueError, match=r"`supervised_rate` must be in \[0, 1\)"):
         pretrain(
@@ -540,3 +540,24 @@ def test_supervised_settings_are_checked(corpus_file, tmp_path, spiece_path):
                 supervised_rate=1.0,
             )
         )
+
+
+def test_supervised_files_are_read_and_checked(tmp_path):
+    from keras_prompt.pretraining.trainer import read_text_pairs
+
+    good = tmp_path / "pairs.tsv"
+    good.write_text("word sentiment: good\tpositive\n\nword sentiment: bad\tnegative\n")
+    assert read_text_pairs(good) == [
+        ("word sentiment: good", "positive"),
+        ("word sentiment: bad", "negative"),
+    ]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("word sentiment: good\tpositive\nno tab here\n")
+    with pytest.raises(ValueError, match=r"bad.tsv, line 2: expected 'inputs<TAB>"):
+        read_text_pairs(bad)
+    binary = tmp_path / "binary.tsv"
+    binary.write_bytes(b"a\tb\n\xff\tc\n")
+    with pytest.raises(ValueError, match="line 2: not UTF-8 text"):
+        read_text_pairs(binary)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_text_pairs(tmp_path / "missing.tsv")

@@ -82,6 +82,7 @@ def cmd_lm_adapt(args) -> int:
         resume_from=args.resume_from,
         preset_dropout=args.preset_dropout,
         supervised_tasks=tuple(args.supervised_tasks),
+        supervised_files=tuple(args.supervised_files),
         supervised_rate=args.supervised_rate,
         data_dir=args.data_dir,
         command="keras-prompt " + shlex.join(sys.argv[1:]),
@@ -202,6 +203,13 @@ def add_lm_adapt(sub) -> None:
         default=(),
         help="mix these tasks' labelled train splits into LM adaptation (T5 "
         "1.0-style multi-task pretraining; needs --data-dir)",
+    )
+    p.add_argument(
+        "--supervised-files",
+        nargs="+",
+        default=(),
+        help="text-to-text TSV files (inputs<TAB>targets) mixed in like "
+        "--supervised-tasks",
     )
     p.add_argument(
         "--supervised-rate",

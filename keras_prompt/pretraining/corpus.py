@@ -1,4 +1,5 @@
-"""Plain-text corpora and the SentencePiece vocabulary, validated up front.
+"""Plain-text corpora, text-to-text pair files and the SentencePiece
+vocabulary, validated up front.
 
 A corpus is one or more UTF-8 text files (or directories searched
 recursively for ``*.txt`` / ``*.txt.gz``); every line is one unit of text (a
@@ -257,3 +258,33 @@ def load_vocabulary(path: str | os.PathLike) -> bytes:
             "pieces; T5 needs pad=0, eos=1, unk=2 and real pieces."
         )
     return proto
+
+
+def read_text_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``inputs<TAB>targets`` lines of a UTF-8 file; refuses malformed lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Supervised file {path} does not exist.")
+    pairs = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"Supervised file {path}, line {number}: not UTF-8 text "
+                    f"({e.reason} at byte {e.start})."
+                ) from None
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2 or not all(field.strip() for field in fields):
+                raise ValueError(
+                    f"Supervised file {path}, line {number}: expected "
+                    f"'inputs<TAB>targets' (2 non-empty fields); got "
+                    f"{len(fields)} field(s)."
+                )
+            pairs.append((fields[0], fields[1]))
+    if not pairs:
+        raise ValueError(f"Supervised file {path} holds no pairs.")
+    return pairs

@@ -55,6 +55,7 @@ from keras_prompt.pretraining.corpus import (
     check_corpus_text,
     find_corpus_files,
     load_vocabulary,
+    read_text_pairs,
 )
 from keras_prompt.pretraining.model import T5Pretrainer
 from keras_prompt.pretraining.objectives import FIRST_SENTINEL_ID
@@ -107,8 +108,12 @@ class PretrainConfig:
             ``train`` split is mixed into LM adaptation, as T5 1.0 mixed
             supervised tasks into pretraining; the model card lists them.
             The tasks' held-out validation rows are never used.
+        supervised_files: text-to-text TSV files (``inputs<TAB>targets``, one
+            pair per line, no header) mixed in like ``supervised_tasks``, e.g.
+            word-sentiment pairs written by
+            ``scripts/word_sentiment_pairs.py``.
         supervised_rate: share of LM-adaptation examples drawn from those
-            tasks (examples-proportional across tasks).
+            tasks and files (examples-proportional across them).
         data_dir: where the tasks' files are (``keras_prompt.data``).
     """
 
@@ -140,6 +145,7 @@ class PretrainConfig:
     resume_from: str | None = None
     command: str | None = None
     supervised_tasks: Sequence[str] = ()
+    supervised_files: Sequence[str] = ()
     supervised_rate: float = 0.0
     data_dir: str | None = None
 
@@ -180,11 +186,14 @@ class PretrainConfig:
             raise ValueError(
                 f"`supervised_rate` must be in [0, 1); got {self.supervised_rate}."
             )
-        if bool(self.supervised_tasks) != (self.supervised_rate > 0):
+        if bool(self.supervised_tasks or self.supervised_files) != (
+            self.supervised_rate > 0
+        ):
             raise ValueError(
-                "Give both `supervised_tasks` and a `supervised_rate` > 0 (or "
-                f"neither); got tasks {list(self.supervised_tasks)} and rate "
-                f"{self.supervised_rate}."
+                "Give both `supervised_tasks`/`supervised_files` and a "
+                "`supervised_rate` > 0 (or neither); got tasks "
+                f"{list(self.supervised_tasks)}, files "
+                f"{list(self.supervised_files)} and rate {self.supervised_rate}."
             )
         if self.preset_weights_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(
@@ -364,8 +373,9 @@ def _build_backbone(config: PretrainConfig) -> keras_hub.models.T5Backbone:
 def _supervised_examples(
     config: PretrainConfig,
 ) -> tuple[list[str], list[str]] | None:
-    """The mixed-in tasks' training examples (their validation rows held out)."""
-    if not config.supervised_tasks:
+    """The mixed-in labelled pairs: tasks' training examples (their validation
+    rows held out) and the pairs of the TSV files."""
+    if not (config.supervised_tasks or config.supervised_files):
         return None
     from keras_prompt.data import load_examples
 
@@ -374,6 +384,10 @@ def _supervised_examples(
         examples = load_examples(name, "train", data_dir=config.data_dir)
         inputs += [e.inputs for e in examples]
         targets += [e.targets for e in examples]
+    for path in config.supervised_files:
+        pairs = read_text_pairs(path)
+        inputs += [a for a, _ in pairs]
+        targets += [b for _, b in pairs]
     return inputs, targets
 
 
@@ -433,11 +447,16 @@ def _model_card(config: PretrainConfig, backbone, result: dict[str, Any]) -> str
 
 
 def _supervised_summary(config: PretrainConfig) -> str:
-    if not config.supervised_tasks:
+    if not (config.supervised_tasks or config.supervised_files):
         return "none (self-supervised objectives only)"
+    sources = [
+        f"the `train` split of {name} (keras_prompt.data; its held-out "
+        "validation rows excluded)"
+        for name in config.supervised_tasks
+    ]
+    sources += [f"the pairs in {path}" for path in config.supervised_files]
     return (
-        f"the `train` splits of {', '.join(config.supervised_tasks)} "
-        f"(keras_prompt.data, their held-out validation rows excluded) as "
+        f"{'; '.join(sources)}; together "
         f"{config.supervised_rate:.0%} of the LM-adaptation examples"
     )
 
