@@ -1,4 +1,5 @@
-"""Crash-safe files: atomic writes, staging directories, stale leftovers.
+"""Crash-safe files: atomic writes, staging directories, stale leftovers;
+and line-numbered reading of UTF-8 text files.
 
 A file or directory is written under a hidden temporary name beside its
 destination and renamed into place when complete, so a reader (or a TF
@@ -213,3 +214,22 @@ def is_locked(path: str | os.PathLike) -> bool:
         return _try_lock(fd) is not True
     finally:
         os.close(fd)
+
+
+def numbered_lines(path: str | os.PathLike, label: str) -> Iterator[tuple[int, str]]:
+    """The lines of a UTF-8 text file, numbered from 1, without their line
+    breaks. A missing file or a line that is not UTF-8 fails with ``label``
+    and the path (and the line) in the message."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{label} {path} does not exist.")
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{label} {path}, line {number}: not UTF-8 text ({e.reason} "
+                    f"at byte {e.start})."
+                ) from None
+            yield number, line

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from keras_prompt.cli import common
+from keras_prompt.files import numbered_lines
 
 
 def cmd_make_preset(args) -> int:
@@ -96,22 +97,8 @@ def cmd_lm_adapt(args) -> int:
 
 
 def _read_text_lines(path: str, argument: str) -> list[str]:
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{argument} {file} does not exist.")
-    lines = []
-    with open(file, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as e:
-                raise ValueError(
-                    f"{argument} {file}, line {number}: not UTF-8 text ({e.reason} "
-                    f"at byte {e.start})."
-                ) from None
-            if line:
-                lines.append(line)
-    return lines
+    lines = (line.strip() for _, line in numbered_lines(path, argument))
+    return [line for line in lines if line]
 
 
 def cmd_check_backbone(args) -> int:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from keras_prompt.files import numbered_lines
+
 #: File suffixes picked up when a directory is given as the corpus.
 CORPUS_SUFFIXES: tuple[str, ...] = (".txt", ".txt.gz")
 
@@ -262,29 +264,18 @@ def load_vocabulary(path: str | os.PathLike) -> bytes:
 
 def read_text_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
     """``inputs<TAB>targets`` lines of a UTF-8 file; refuses malformed lines."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Supervised file {path} does not exist.")
     pairs = []
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise ValueError(
-                    f"Supervised file {path}, line {number}: not UTF-8 text "
-                    f"({e.reason} at byte {e.start})."
-                ) from None
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2 or not all(field.strip() for field in fields):
-                raise ValueError(
-                    f"Supervised file {path}, line {number}: expected "
-                    f"'inputs<TAB>targets' (2 non-empty fields); got "
-                    f"{len(fields)} field(s)."
-                )
-            pairs.append((fields[0], fields[1]))
+    for number, line in numbered_lines(path, "Supervised file"):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not all(field.strip() for field in fields):
+            raise ValueError(
+                f"Supervised file {path}, line {number}: expected "
+                f"'inputs<TAB>targets' (2 non-empty fields); got "
+                f"{len(fields)} field(s)."
+            )
+        pairs.append((fields[0], fields[1]))
     if not pairs:
         raise ValueError(f"Supervised file {path} holds no pairs.")
     return pairs
