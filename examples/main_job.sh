@@ -11,7 +11,7 @@ export KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2
 
 ASSETS=${ASSETS:-../shared/assets}
 OUT=${OUT:-runs/main_job}
-STEPS=${STEPS:-200}
+STEPS=${STEPS:-1000}
 TASK=${TASK:-sst2}
 
 bash scripts/setup.sh

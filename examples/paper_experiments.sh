@@ -73,7 +73,7 @@ if has ensemble; then
     if [[ ! -f "$f" ]]; then
       run python examples/ablations.py --model "$MODEL" --data-dir "$DATA" \
         --out "$ENS" --lengths 20 --inits class_labels --seeds "$seed" \
-        --steps 150 --batch-size 16
+        --steps "$STEPS" --batch-size "$BATCH"
     fi
     members+=("$f")
   done

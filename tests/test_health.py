@@ -151,3 +151,20 @@ def test_train_warns_on_a_collapsed_backbone(collapsed_preset, assets_dir, tmp_p
     assert "token embeddings are collapsed (mean-row norm / row norm" in result.stderr
     metrics = json_tail(result.stdout)
     assert metrics["backbone_health"]["embedding_collapse"] > 0.95
+
+
+def test_embedded_default_preset_is_healthy(assets_dir):
+    """The shipped checkpoint's encoder sees its input (the old one did not)."""
+    from keras_prompt.data import get_task, load_examples
+    from keras_prompt.health import health_report
+    from keras_prompt.presets import default_preset_path
+
+    path = str(default_preset_path())
+    backbone = keras_hub.models.T5Backbone.from_preset(path)
+    tokenizer = keras_hub.models.T5Tokenizer.from_preset(path)
+    rows = load_examples(get_task("sst2"), "validation", data_dir=assets_dir)[:64]
+    report = health_report(backbone, tokenizer, [row.inputs for row in rows])
+    assert report["warnings"] == []
+    assert report["embedding_collapse"] < 0.1
+    assert report["encoder_similarity"] < 0.5
+    assert report["encoder_use"] > 0.3
