@@ -561,3 +561,33 @@ def test_supervised_files_are_read_and_checked(tmp_path):
         read_text_pairs(binary)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_text_pairs(tmp_path / "missing.tsv")
+
+
+def test_lm_adapt_defaults_come_from_pretrain_config():
+    import dataclasses
+    import subprocess
+    import sys
+
+    from keras_prompt.cli import build_parser
+    from keras_prompt.pretraining.config import PretrainConfig
+
+    args = build_parser().parse_args(
+        ["lm-adapt", "--corpus", "c", "--vocab", "v", "--out", "o", "--geometry", "g"]
+    )
+    shared = 0
+    for field in dataclasses.fields(PretrainConfig):
+        if hasattr(args, field.name) and field.default is not dataclasses.MISSING:
+            assert getattr(args, field.name) == field.default, field.name
+            shared += 1
+    assert shared >= 18
+    assert args.checkpoint_minutes * 60 == PretrainConfig.checkpoint_seconds
+    assert (args.optimizer, args.learning_rate) == ("adafactor", 1e-2)
+    # The command line reads these defaults without loading TensorFlow.
+    probe = (
+        "import sys, keras_prompt.pretraining.config; "
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"

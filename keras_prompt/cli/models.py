@@ -7,6 +7,11 @@ from pathlib import Path
 
 from keras_prompt.cli import common
 from keras_prompt.files import numbered_lines
+from keras_prompt.pretraining.config import (
+    OPTIMIZERS,
+    PRESET_WEIGHT_DTYPES,
+    PretrainConfig,
+)
 
 
 def cmd_make_preset(args) -> int:
@@ -55,7 +60,7 @@ def cmd_lm_adapt(args) -> int:
     _set_dtype(args.dtype)
     import shlex
 
-    from keras_prompt.pretraining import PretrainConfig, pretrain
+    from keras_prompt.pretraining import pretrain
 
     config = PretrainConfig(
         corpus=args.corpus,
@@ -152,37 +157,51 @@ def add_lm_adapt(sub) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--geometry", help="train from scratch: a named geometry")
     source.add_argument("--model", help="keras-hub preset to continue from")
-    p.add_argument("--steps", type=int, default=1000, help="total optimizer steps")
+    p.add_argument(
+        "--steps", type=int, default=PretrainConfig.steps, help="total optimizer steps"
+    )
     p.add_argument(
         "--span-corruption-steps",
         type=int,
-        default=0,
+        default=PretrainConfig.span_corruption_steps,
         help="first N steps use T5 span corruption, the rest LM adaptation",
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--sequence-length", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--optimizer", default="adamw", choices=("adamw", "adafactor"))
-    p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=PretrainConfig.batch_size)
+    p.add_argument(
+        "--sequence-length", type=int, default=PretrainConfig.sequence_length
+    )
+    p.add_argument(
+        "--learning-rate", type=float, default=PretrainConfig.learning_rate
+    )
+    p.add_argument(
+        "--optimizer", default=PretrainConfig.optimizer, choices=OPTIMIZERS
+    )
+    p.add_argument("--warmup-steps", type=int, default=PretrainConfig.warmup_steps)
+    p.add_argument("--dropout", type=float, default=PretrainConfig.dropout)
     p.add_argument(
         "--preset-dropout",
         type=float,
-        default=0.0,
+        default=PretrainConfig.preset_dropout,
         help="dropout recorded in the written preset (used by later prompt tuning)",
     )
     p.add_argument("--dtype", help="e.g. mixed_bfloat16")
-    p.add_argument("--eval-every", type=int, default=200)
-    p.add_argument("--eval-batches", type=int, default=16)
-    p.add_argument("--heldout-fraction", type=float, default=0.005)
-    p.add_argument("--min-chars", type=int, default=20)
-    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--eval-every", type=int, default=PretrainConfig.eval_every)
+    p.add_argument("--eval-batches", type=int, default=PretrainConfig.eval_batches)
+    p.add_argument(
+        "--heldout-fraction", type=float, default=PretrainConfig.heldout_fraction
+    )
+    p.add_argument("--min-chars", type=int, default=PretrainConfig.min_chars)
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=PretrainConfig.checkpoint_seconds / 60,
+    )
     p.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
     p.add_argument("--resume-from", help="checkpoint dir (default: OUT/checkpoint)")
     p.add_argument(
         "--preset-weights-dtype",
-        default="float16",
-        choices=("float32", "float16", "bfloat16"),
+        default=PretrainConfig.preset_weights_dtype,
+        choices=PRESET_WEIGHT_DTYPES,
     )
     p.add_argument(
         "--supervised-tasks",
@@ -201,11 +220,11 @@ def add_lm_adapt(sub) -> None:
     p.add_argument(
         "--supervised-rate",
         type=float,
-        default=0.0,
+        default=PretrainConfig.supervised_rate,
         help="share of LM-adaptation examples taken from --supervised-tasks",
     )
     p.add_argument("--data-dir", help="the tasks' files (laid out like shared/assets)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=PretrainConfig.seed)
     p.add_argument("--verbose", default=2, help="Keras fit verbosity (auto, 0, 1, 2)")
     p.set_defaults(func=cmd_lm_adapt)
 

@@ -13,48 +13,44 @@ one from a preset or from scratch on a plain-text corpus:
 or ``keras-prompt lm-adapt`` on the command line (see ``docs/pretraining.md``).
 """
 
-from keras_prompt.models.geometries import count_parameters
-from keras_prompt.pretraining.checkpoint import (
-    CheckpointMismatchError,
-    read_checkpoint_state,
-    restore_checkpoint,
-    save_checkpoint,
-)
-from keras_prompt.pretraining.corpus import (
-    CorpusError,
-    check_corpus_text,
-    find_corpus_files,
-    load_vocabulary,
-)
-from keras_prompt.pretraining.data import heldout_dataset, training_dataset
-from keras_prompt.pretraining.model import T5Pretrainer
-from keras_prompt.pretraining.objectives import (
-    pack_examples,
-    prefix_lm_examples,
-    span_corruption_example,
-    span_corruption_lengths,
-)
-from keras_prompt.pretraining.preset import save_preset
-from keras_prompt.pretraining.trainer import PretrainConfig, pretrain
+import importlib
 
-__all__ = [
-    "CheckpointMismatchError",
-    "CorpusError",
-    "PretrainConfig",
-    "T5Pretrainer",
-    "check_corpus_text",
-    "count_parameters",
-    "find_corpus_files",
-    "heldout_dataset",
-    "pack_examples",
-    "prefix_lm_examples",
-    "load_vocabulary",
-    "pretrain",
-    "read_checkpoint_state",
-    "restore_checkpoint",
-    "save_checkpoint",
-    "save_preset",
-    "span_corruption_example",
-    "span_corruption_lengths",
-    "training_dataset",
-]
+# Imported on first use (PEP 562), so `keras_prompt.pretraining.config` (the
+# command line's defaults) loads without TensorFlow.
+_ATTRIBUTES = {
+    "CheckpointMismatchError": "keras_prompt.pretraining.checkpoint",
+    "CorpusError": "keras_prompt.pretraining.corpus",
+    "PretrainConfig": "keras_prompt.pretraining.config",
+    "T5Pretrainer": "keras_prompt.pretraining.model",
+    "check_corpus_text": "keras_prompt.pretraining.corpus",
+    "count_parameters": "keras_prompt.models.geometries",
+    "find_corpus_files": "keras_prompt.pretraining.corpus",
+    "heldout_dataset": "keras_prompt.pretraining.data",
+    "load_vocabulary": "keras_prompt.pretraining.corpus",
+    "pack_examples": "keras_prompt.pretraining.objectives",
+    "prefix_lm_examples": "keras_prompt.pretraining.objectives",
+    "pretrain": "keras_prompt.pretraining.trainer",
+    "read_checkpoint_state": "keras_prompt.pretraining.checkpoint",
+    "restore_checkpoint": "keras_prompt.pretraining.checkpoint",
+    "save_checkpoint": "keras_prompt.pretraining.checkpoint",
+    "save_preset": "keras_prompt.pretraining.preset",
+    "span_corruption_example": "keras_prompt.pretraining.objectives",
+    "span_corruption_lengths": "keras_prompt.pretraining.objectives",
+    "training_dataset": "keras_prompt.pretraining.data",
+}
+
+__all__ = sorted(_ATTRIBUTES)
+
+
+def __getattr__(name: str):
+    if name not in _ATTRIBUTES:
+        raise AttributeError(
+            f"module 'keras_prompt.pretraining' has no attribute {name!r}"
+        )
+    value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
