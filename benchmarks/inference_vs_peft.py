@@ -43,7 +43,8 @@ OpenMP pool can be several times slower with 2 threads than with 1.
 
 The prompt is not trained (speed and agreement do not need it): class-label
 initialisation (`keras_prompt.initializers.by_name("class_labels", ...)`,
-seed `--seed`), written as a PEFT adapter with
+seed `--seed`; `--prompt-init` picks another of the paper's initialisations:
+generated texts depend on it), written as a PEFT adapter with
 `keras_prompt.peft_prompts.save_peft_prompt`; the backbone is exported with
 `keras_prompt.checkpoints.export_hf_checkpoint`. Both systems read those
 files. The work directory is reused while the preset file and settings are
@@ -51,6 +52,11 @@ unchanged.
 
     KERAS_BACKEND=tensorflow python benchmarks/inference_vs_peft.py \
         [--model PRESET] [--data-dir ../shared/assets] [--rounds 2] [--repeats 3]
+
+Two full rounds take ~22 minutes on 2 cores. `--max-minutes` starts no round
+that would end past the limit; a later run can add rounds of a subset
+(`--precisions bfloat16 --skip-by-task ...`) with `--merge earlier.json`,
+and the report then takes each configuration's best over all rounds.
 """
 
 from __future__ import annotations
@@ -330,7 +336,9 @@ def prepare(args, work: Path) -> dict:
     prompts = {}
     for index, name in enumerate(MIXED_TASKS):
         initializer = bind_to_model(
-            by_name("class_labels", get_task(name).verbalizers, seed=args.seed + index),
+            by_name(
+                args.prompt_init, get_task(name).verbalizers, seed=args.seed + index
+            ),
             model.backbone.token_embedding.embeddings,
             model.preprocessor.tokenizer,
         )
@@ -615,6 +623,11 @@ def _parse(argv=None):
         help="adapter, HF checkpoint, exports and outputs (reused when unchanged)",
     )
     parser.add_argument("--prompt-length", type=int, default=100)
+    parser.add_argument(
+        "--prompt-init", default="class_labels",
+        choices=("class_labels", "sampled_vocab", "random_uniform"),
+        help="how the (untrained) prompts start; generated texts depend on it",
+    )
     parser.add_argument("--max-input-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=16)
@@ -636,11 +649,24 @@ def _parse(argv=None):
     )
     parser.add_argument("--repeats", type=int, default=3, help="best of N per process")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--max-minutes", type=float, default=None,
+        help="start no round that would end past this many minutes",
+    )
     parser.add_argument("--atol", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peft-python", default=sys.executable,
                         help="a python with torch, transformers and peft")
     parser.add_argument("--json", help="also write all rows here")
+    parser.add_argument(
+        "--merge", nargs="+", default=[],
+        help="--json files of earlier runs (same work dir): their rows join this "
+        "run's in the report, as further rounds",
+    )
+    parser.add_argument(
+        "--skip-by-task", action="store_true",
+        help="no by_task rank-classification row (it also decodes: the slowest)",
+    )
     # Worker mode (internal).
     parser.add_argument("--worker", choices=("prepare", "keras", "export", "peft"),
                         help=argparse.SUPPRESS)
@@ -667,6 +693,7 @@ def _prepare_key(args) -> dict:
         "weights": [stat.st_size, stat.st_mtime] if stat else None,
         "data_dir": str(Path(args.data_dir).resolve()),
         "prompt_length": args.prompt_length,
+        "prompt_init": args.prompt_init,
         "max_input_length": args.max_input_length,
         "new_tokens": args.new_tokens,
         "mixed_batches": max(args.mixed_batches),
@@ -718,7 +745,9 @@ def _configs(args) -> list[tuple[list[str], str]]:
                 "serving_default",
             )
             for signature in signatures:
-                if signature == "by_task" and precision != "float32":
+                if signature == "by_task" and (
+                    precision != "float32" or args.skip_by_task
+                ):
                     continue  # also decodes: slow, and not a score path
                 configs.append(
                     (tf_python + ["--worker", "export", *what,
@@ -860,7 +889,7 @@ def report(rows: list[dict], args, spec: dict) -> dict:
             if reference is not None:
                 accuracy = float(np.mean(reference.argmax(-1) == np.asarray(
                     spec["sst2_labels"][: len(reference)])))
-                print(f"(accuracy of the untrained class-label prompt: "
+                print(f"(accuracy of the untrained {args.prompt_init} prompt: "
                       f"{100 * accuracy:.1f}%)")
     mixed = _mixed_best(rows)
     if mixed:
@@ -931,13 +960,29 @@ def main(argv: list[str] | None = None) -> dict:
     configs = _configs(args)
     rows = []
     for round_index in range(args.rounds):
+        elapsed = time.perf_counter() - started
+        if round_index and args.max_minutes and elapsed * (
+            round_index + 1
+        ) / round_index > 60 * args.max_minutes:
+            print(f"--- stopping after {round_index} round(s): another would "
+                  f"pass --max-minutes {args.max_minutes}", flush=True)
+            args.rounds = round_index
+            break
         print(f"--- round {round_index + 1} of {args.rounds}", flush=True)
         for command, label in configs:
             row = _run(command, label)
             if row:
                 row["round"] = round_index + 1
                 rows.append(row)
-    summary = report(rows, args, spec)
+    earlier = []
+    for path in args.merge:
+        earlier += json.loads(Path(path).read_text())["rows"]
+    if earlier:
+        first = max(row.get("round", 1) for row in earlier)
+        for row in rows:
+            row["round"] += first
+        args.rounds += first
+    summary = report(earlier + rows, args, spec)
     summary.update(
         model=args.model,
         cpu_count=os.cpu_count(),
