@@ -219,21 +219,31 @@ def _same(answer, reference, tolerance) -> bool:
     return True
 
 
-def _serve(args) -> dict:
+def tf_serving_runtime():
+    """TensorFlow as a TF Serving user has it: keras, keras-hub and
+    keras-prompt refused on import, TF Text's SentencePiece kernels loaded
+    without its Python package (which imports keras). Returns `tensorflow`.
+    Also used by `benchmarks/inference_vs_peft.py`."""
     _block_keras()
     import importlib.util
-    import threading
 
-    import numpy as np
     import tensorflow as tf
 
-    # TF Text's kernels without its Python package (which imports keras).
     ops_dir = os.path.join(
         importlib.util.find_spec("tensorflow_text").submodule_search_locations[0],
         "python",
         "ops",
     )
     tf.load_op_library(os.path.join(ops_dir, "_sentencepiece_tokenizer.so"))
+    return tf
+
+
+def _serve(args) -> dict:
+    import threading
+
+    import numpy as np
+
+    tf = tf_serving_runtime()
     spec = json.loads(Path(args.serve, "spec.json").read_text())
     loaded = tf.saved_model.load(spec["export"])
     functions = {name: loaded.signatures[name] for name in loaded.signatures}
