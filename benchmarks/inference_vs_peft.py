@@ -65,7 +65,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -220,6 +219,17 @@ def peft_model(hf_dir, adapter, precision):
     return model, tokenizer
 
 
+def _encode_texts(tokenizer, batch, max_input_length):
+    """PEFT-side encoder inputs: dynamic padding, cut at `max_input_length`."""
+    return tokenizer(
+        batch,
+        padding="longest",
+        truncation=True,
+        max_length=max_input_length,
+        return_tensors="pt",
+    )
+
+
 def peft_score(
     model, tokenizer, texts, candidates, batch_size, max_input_length, variant
 ):
@@ -237,13 +247,7 @@ def peft_score(
     out = []
     with torch.inference_mode():
         for batch in _batches(list(texts), batch_size):
-            enc = tokenizer(
-                batch,
-                padding="longest",
-                truncation=True,
-                max_length=max_input_length,
-                return_tensors="pt",
-            )
+            enc = _encode_texts(tokenizer, batch, max_input_length)
             rows = len(batch)
             repeat = {
                 "decoder_input_ids": decoder_ids.repeat(rows, 1),
@@ -288,13 +292,7 @@ def peft_generate(model, tokenizer, texts, batch_size, max_input_length, new_tok
     out = []
     with torch.inference_mode():
         for batch in _batches(list(texts), batch_size):
-            enc = tokenizer(
-                batch,
-                padding="longest",
-                truncation=True,
-                max_length=max_input_length,
-                return_tensors="pt",
-            )
+            enc = _encode_texts(tokenizer, batch, max_input_length)
             ids = model.generate(
                 input_ids=enc.input_ids,
                 attention_mask=enc.attention_mask,
@@ -701,21 +699,18 @@ def _prepare_key(args) -> dict:
     }
 
 
+def _rate_and_load(result: dict) -> str:
+    rate = result.get("examples_per_second")
+    if "signatures" in result:
+        rate = {k: v["examples_per_second"] for k, v in result["signatures"].items()}
+    return f"{rate} ex/s, load {result['loadavg']}"
+
+
 def _run(command: list[str], label: str) -> dict | None:
-    print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
-    proc = subprocess.run(command, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
-            result["label"] = label
-            rate = result.get("examples_per_second")
-            if "signatures" in result:
-                rate = {k: v["examples_per_second"]
-                        for k, v in result["signatures"].items()}
-            print(f"    {rate} ex/s, load {result['loadavg']}", flush=True)
-            return result
-    print(f"    FAILED ({proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
-    return None
+    sys.path.insert(0, str(HERE))
+    from train_throughput import run_worker
+
+    return run_worker(command, label, summary=_rate_and_load)
 
 
 def _configs(args) -> list[tuple[list[str], str]]:

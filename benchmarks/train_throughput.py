@@ -319,15 +319,20 @@ def ensure_peft_venv(venv: Path) -> Path:
     return python
 
 
-def run_worker(command: list[str], label: str) -> dict[str, Any] | None:
-    """Runs one measurement process and returns its `RESULT` JSON."""
+def run_worker(
+    command: list[str], label: str, summary=None
+) -> dict[str, Any] | None:
+    """Runs one measurement process and returns its `RESULT` JSON.
+
+    `summary(result)` gives the line printed for it (default: training rows).
+    """
     print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
     proc = subprocess.run(command, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT ") :])
             result["label"] = label
-            print(f"    {_summary(result)}", flush=True)
+            print(f"    {(summary or _summary)(result)}", flush=True)
             return result
     print(f"    FAILED ({proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
     return None
