@@ -51,6 +51,7 @@ def train(args) -> None:
         tune=args.tune,
         dropout=args.dropout,
         encoder_sequence_length=args.max_input_length,
+        dtype=args.weights_dtype,
     )
     learning_rate = args.learning_rate or (0.3 if args.tune == "prompt" else 1e-3)
     if args.optimizer == "adafactor":
@@ -69,6 +70,10 @@ def train(args) -> None:
         "held_out": f"{args.eval_split} ({len(held_out)} rows)",
         "learning_rate": learning_rate,
         "dropout": model.backbone.get_config()["dropout"],
+        "precision": args.weights_dtype or args.dtype or "float32",
+        "prompt_dtype": (
+            model.soft_prompt.prompt.dtype if model.soft_prompt else None
+        ),
     }
     out.write_text(json.dumps({"header": header}) + "\n")
     curve = HeldOutEvaluation(task, held_out, every=args.every, path=str(out))
@@ -153,7 +158,11 @@ def main() -> None:
         "--optimizer", default="adafactor", choices=["adafactor", "adam"]
     )
     parser.add_argument("--dropout", type=float)
-    parser.add_argument("--dtype")
+    parser.add_argument("--dtype", help="global dtype policy, e.g. mixed_bfloat16")
+    parser.add_argument(
+        "--weights-dtype",
+        help="the backbone's weights, e.g. bfloat16 (the prompt stays float32)",
+    )
     parser.add_argument("--max-input-length", type=int, default=128)
     parser.add_argument("--eval-split", default="validation")
     parser.add_argument("--eval-limit", type=int)

@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -569,6 +570,11 @@ def _report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f"{peft_best['precision']} = {ratio:.2f}x examples/s (goal >= 2x); "
             f"CPU seconds per step, PEFT / keras-prompt: {cpu_ratio:.2f}x"
         )
+        for index, (mine, theirs, loads) in enumerate(_round_bests(results), 1):
+            print(
+                f"round {index}: {mine:.1f} / {theirs:.1f} = {mine / theirs:.2f}x "
+                f"(loads {min(loads)}-{max(loads)})"
+            )
     if results["sst2"]:
         print("\n## Real SST-2 training batches (batch 32, max 128 input tokens)")
         print(
@@ -609,12 +615,29 @@ def _report(results: dict[str, Any], args: argparse.Namespace) -> None:
                 f"| {r['tuning']} | {r['optimizer']} | {r['trainable_parameters']:,} | "
                 f"{r['optimizer_state_numbers']:,} | {r['max_rss_mb']:.0f} |"
             )
-    print(
-        "\nreproduce: python benchmarks/train_throughput.py --data-dir "
-        f"{args.data_dir} --steps {args.steps} --repeats {args.repeats} "
-        f"--sst2-steps {args.sst2_steps} --rounds {args.rounds}"
-        + (" --keras-jit" if args.keras_jit else "")
-    )
+    print("\nreproduce: python " + shlex.join(sys.argv))
+
+
+def _round_bests(results: dict[str, Any]) -> list[tuple[float, float, list]]:
+    """Per round: keras-prompt's and PEFT's best fixed-shape examples/s and
+    the 1-minute loads of that round's rows (rounds run every configuration
+    once, in order)."""
+    labels = list(dict.fromkeys(r["label"] for r in results["fixed_runs"]))
+    rounds: list[list[dict]] = []
+    for row in results["fixed_runs"]:
+        if not rounds or row["label"] in {r["label"] for r in rounds[-1]}:
+            rounds.append([])
+        rounds[-1].append(row)
+    out = []
+    for rows in rounds:
+        rates = {
+            system: [r["examples_per_second"] for r in rows if r["system"] == system]
+            for system in ("keras-prompt", "peft")
+        }
+        if all(rates.values()) and len(rows) <= len(labels):
+            loads = [r["loadavg"][0] for r in rows]
+            out.append((max(rates["keras-prompt"]), max(rates["peft"]), loads))
+    return out
 
 
 if __name__ == "__main__":

@@ -15,10 +15,9 @@ import tensorflow as tf
 from keras_prompt.data import (
     Example,
     Task,
-    compute_metrics,
     get_task,
     make_dataset,
-    roc_auc,
+    rank_classification_metrics,
 )
 from keras_prompt.models.prompt_tuned_t5 import PromptTunedT5
 from keras_prompt.steps import StepCounter, optimizer_step
@@ -263,17 +262,7 @@ def evaluate_prompt(
         batch_size=batch_size,
         verbose=verbose,
     )
-    predicted = np.argmax(scores, axis=-1)
-    gold = [e.label for e in examples]
-    metrics: dict[str, Any] = dict(compute_metrics(task, predicted, gold))
-    if task.num_classes == 2:
-        try:
-            metrics["auc"] = roc_auc(scores[:, 1] - scores[:, 0], gold)
-        except ValueError:
-            metrics["auc"] = None
-    metrics["predicted_counts"] = np.bincount(
-        predicted, minlength=task.num_classes
-    ).tolist()
+    metrics = rank_classification_metrics(task, scores, [e.label for e in examples])
     metrics["num_examples"] = len(examples)
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     return metrics

@@ -183,6 +183,31 @@ def test_generate_runs_with_prompt(model):
     assert isinstance(outputs[0], str)
 
 
+def test_generate_encodes_only_the_columns_some_input_uses(model, monkeypatch):
+    """keras-hub pads generate()'s inputs to the full encoder length (32
+    here); the encoder (and so cross-attention at every step) runs on the
+    batch's own width instead, with the same generations."""
+    from keras_prompt.models import prompted_t5
+
+    widths = []
+    encode = prompted_t5.PromptedT5.encode
+
+    def spy(self, token_ids, *args, **kwargs):
+        widths.append(token_ids.shape[1])
+        return encode(self, token_ids, *args, **kwargs)
+
+    monkeypatch.setattr(prompted_t5.PromptedT5, "encode", spy)
+    texts = ["a fine film", "dull and long, a waste of an evening"]
+    trimmed = model.generate(texts, max_length=6)
+    assert widths and widths[-1] is None, widths  # traced with a dynamic width
+
+    monkeypatch.setattr(prompted_t5, "_drop_unused_columns", lambda *inputs: inputs)
+    model.generate_function = None  # retrace without the cut
+    full = model.generate(texts, max_length=6)
+    assert widths[-1] == 32
+    assert trimmed == full
+
+
 @pytest.mark.parametrize("bad", [0, -3, 1.5, None])
 def test_prompt_length_must_be_positive_int(bad):
     with pytest.raises(ValueError, match="prompt_length"):

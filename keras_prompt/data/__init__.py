@@ -6,6 +6,7 @@ from keras_prompt.data.evaluation import (
     compute_metrics,
     f1_score,
     label_from_text,
+    rank_classification_metrics,
     roc_auc,
 )
 from keras_prompt.data.pipeline import default_bucket_boundaries, make_dataset
@@ -48,6 +49,7 @@ __all__ = [
     "heldout_split_indices",
     "label_from_text",
     "load_examples",
+    "rank_classification_metrics",
     "roc_auc",
     "split_source",
     "make_dataset",

@@ -148,3 +148,42 @@ def compute_metrics(
     if task.metric == "f1_accuracy":
         metrics["f1"] = f1_score(predicted_labels, gold, positive_label=1)
     return metrics
+
+
+def rank_classification_metrics(
+    task: Task | str,
+    scores: Sequence[Sequence[float]] | np.ndarray,
+    gold_labels: Sequence[int] | np.ndarray,
+) -> dict:
+    """Metrics of rank classification from per-candidate log-likelihoods.
+
+    ``scores`` is ``(examples, num_classes)``: the log-likelihood of each
+    label's verbalizer (the paper's evaluation); the predicted label is the
+    argmax. Returns :func:`compute_metrics`' metrics plus, for binary tasks,
+    ``auc`` (ROC AUC of the margin ``scores[:, 1] - scores[:, 0]``; ``None``
+    when one class is absent) and ``predicted_counts``, how often each label
+    was predicted, so a constant answer is visible at a glance.
+
+    Example:
+
+    >>> rank_classification_metrics("sst2", [[-1.0, -2.0], [-3.0, -0.5]], [0, 1])
+    {'accuracy': 1.0, 'auc': 1.0, 'predicted_counts': [1, 1]}
+    """
+    task = get_task(task)
+    scores = np.asarray(scores, dtype="float64")
+    if scores.ndim != 2 or scores.shape[1] != task.num_classes:
+        raise ValueError(
+            f"`scores` must have shape (examples, {task.num_classes}) for task "
+            f"{task.name!r}; got {scores.shape}."
+        )
+    predicted = np.argmax(scores, axis=-1)
+    metrics: dict = dict(compute_metrics(task, predicted, gold_labels))
+    if task.num_classes == 2:
+        try:
+            metrics["auc"] = roc_auc(scores[:, 1] - scores[:, 0], gold_labels)
+        except ValueError:
+            metrics["auc"] = None
+    metrics["predicted_counts"] = np.bincount(
+        predicted, minlength=task.num_classes
+    ).tolist()
+    return metrics

@@ -61,6 +61,18 @@ def _run_layers(layers, x, training, **masks):
     return x
 
 
+def _drop_unused_columns(token_ids, padding_mask):
+    """`token_ids` and `padding_mask` cut after the last column any row uses.
+
+    Exact for T5: padded key positions are masked out of every attention.
+    """
+    used = ops.any(ops.cast(padding_mask, "bool"), axis=0)
+    length = ops.maximum(
+        ops.max(ops.where(used, ops.arange(1, ops.shape(used)[0] + 1), 0)), 1
+    )
+    return token_ids[:, :length], padding_mask[:, :length]
+
+
 def _any_equal(inputs, values, padding_mask):
     """Where `inputs` equals any of `values`, within `padding_mask`."""
     found = ops.equal(inputs, values[0])
@@ -298,9 +310,17 @@ class PromptedT5:
         is handed, `dtype` the caches' dtype.
         """
         encoder_ids = inputs["encoder_token_ids"]
+        encoder_padding_mask = inputs["encoder_padding_mask"]
+        if not getattr(model, "jit_compile", False):
+            # keras-hub's preprocessing pads every input to the full sequence
+            # length; the columns no row uses cost encoder and cross-attention
+            # work at every step. XLA needs the static shape, so it keeps them.
+            encoder_ids, encoder_padding_mask = _drop_unused_columns(
+                encoder_ids, encoder_padding_mask
+            )
         decoder_ids = inputs["decoder_token_ids"]
         decoder_mask = inputs["decoder_padding_mask"]
-        encoded, encoder_mask = self.encode(encoder_ids, inputs["encoder_padding_mask"])
+        encoded, encoder_mask = self.encode(encoder_ids, encoder_padding_mask)
         self_cache, cross_cache = self.initial_cache(
             ops.shape(encoder_ids)[0],
             ops.shape(encoder_mask)[1],
