@@ -287,6 +287,12 @@ def seconds_to(records: list[dict], target: float) -> float | None:
     return None
 
 
+def _ratio(seconds: dict[str, float | None]) -> float | None:
+    """The second system's seconds over the first's (keras-prompt's)."""
+    mine, theirs = list(seconds.values())[:2]
+    return theirs / mine if mine and theirs is not None else None
+
+
 def compare_curves(curves: dict[str, list[dict]], share: float = TARGET_SHARE):
     """Target = `share` x the lower final accuracy; seconds and ratio to it.
 
@@ -297,12 +303,7 @@ def compare_curves(curves: dict[str, list[dict]], share: float = TARGET_SHARE):
     finals = {name: records[-1]["accuracy"] for name, records in curves.items()}
     target = share * min(finals.values())
     seconds = {name: seconds_to(records, target) for name, records in curves.items()}
-    mine, theirs = list(curves)[:2]
-    ratio = (
-        seconds[theirs] / seconds[mine]
-        if seconds[mine] and seconds[theirs] is not None
-        else None
-    )
+    ratio = _ratio(seconds)
     return {
         "final_accuracy": finals,
         "target_accuracy": target,
@@ -334,12 +335,7 @@ def plateau_comparison(curves: dict[str, list[dict]], window: int = 3, tail: int
             if sum(r["accuracy"] for r in chunk) / window >= target - 1e-12:
                 seconds[name] = chunk[-1]["train_seconds"]
                 break
-    mine, theirs = list(curves)[:2]
-    ratio = (
-        seconds[theirs] / seconds[mine]
-        if seconds[mine] and seconds[theirs] is not None
-        else None
-    )
+    ratio = _ratio(seconds)
     return {
         "plateau_accuracy": plateaus,
         "target_accuracy": target,

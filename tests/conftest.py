@@ -1,6 +1,7 @@
 """Shared fixtures: real assets from ../shared/assets, tiny T5 backbones and
 models, and the `keras-prompt` command line in subprocesses."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -139,9 +140,14 @@ def json_tail(stdout):
     return json.loads(stdout[stdout.index("{") :])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_preset(tmp_path_factory, spiece_path):
-    """A `make-preset` t5_1_1_tiny preset on the real vocabulary."""
+    """A `make-preset` t5_1_1_tiny preset on the real vocabulary.
+
+    Shared by the whole session (one `make-preset` process instead of one per
+    module): tests read it and never write into it, which the teardown
+    checks.
+    """
     out = tmp_path_factory.mktemp("preset") / "tiny"
     result = run_cli(
         "make-preset", "--geometry", "t5_1_1_tiny", "--vocab", spiece_path, "--out", out
@@ -149,4 +155,14 @@ def tiny_preset(tmp_path_factory, spiece_path):
     info = json_tail(result.stdout)
     assert info["pretrained"] is False and info["parameters"] > 1_000_000
     assert (out / "config.json").is_file() and (out / "MODEL_CARD.md").is_file()
-    return out
+    before = _file_digests(out)
+    yield out
+    assert _file_digests(out) == before, "a test changed the shared tiny_preset"
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }

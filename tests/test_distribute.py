@@ -388,11 +388,11 @@ mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 one = tf.distribute.get_strategy()
 result = {{}}
 for name in INITIALIZERS:
-    a, again, two = (prompt(name, s, 0) for s in (one, one, mirrored))
+    # Two separate builds with one seed: equal means repeatable as well.
+    a, two = (prompt(name, s, 0) for s in (one, mirrored))
     other_seed = prompt(name, one, 1)
     result[name] = {{
         "replicas": mirrored.num_replicas_in_sync,
-        "repeat": float(np.abs(a - again).max()),
         "mirrored": float(np.abs(a - two).max()),
         "other_seed": float(np.abs(a - other_seed).max()),
     }}
@@ -426,7 +426,6 @@ def test_seeded_prompt_initialisation_is_the_same_on_one_or_two_replicas(
     ]  # fmt: skip
     for name, figures in outcome.items():
         assert figures["replicas"] == 2
-        assert figures["repeat"] == 0.0, (name, figures)
         assert figures["mirrored"] == 0.0, (name, figures)
         if name != "from_file":
             assert figures["other_seed"] > 0.0, (name, figures)
