@@ -434,7 +434,7 @@ def _peft_command(args, work: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _run(command: list[str], label: str) -> bool:
+def _run(command: list[str], label: str) -> None:
     import subprocess
 
     print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
@@ -447,7 +447,6 @@ def _run(command: list[str], label: str) -> bool:
     )
     if proc.returncode:
         print(proc.stderr[-3000:], flush=True)
-    return proc.returncode == 0
 
 
 def _parse(argv=None):
@@ -491,6 +490,11 @@ def main(argv: list[str] | None = None) -> dict | None:
     if not args.report_only and (not spec or spec["key"] != _prepare_key(args)):
         print(f"[{time.strftime('%H:%M:%S')}] preparing {work} ...", flush=True)
         spec = prepare(args, work)
+    if spec is None:
+        raise SystemExit(
+            f"time_to_accuracy: error: --report-only needs {spec_path} from an "
+            "earlier run; it does not exist"
+        )
     if not args.report_only:
         for round_index in range(args.rounds):
             runs = [

@@ -622,7 +622,6 @@ def _round_bests(results: dict[str, Any]) -> list[tuple[float, float, list]]:
     """Per round: keras-prompt's and PEFT's best fixed-shape examples/s and
     the 1-minute loads of that round's rows (rounds run every configuration
     once, in order)."""
-    labels = list(dict.fromkeys(r["label"] for r in results["fixed_runs"]))
     rounds: list[list[dict]] = []
     for row in results["fixed_runs"]:
         if not rounds or row["label"] in {r["label"] for r in rounds[-1]}:
@@ -634,7 +633,7 @@ def _round_bests(results: dict[str, Any]) -> list[tuple[float, float, list]]:
             system: [r["examples_per_second"] for r in rows if r["system"] == system]
             for system in ("keras-prompt", "peft")
         }
-        if all(rates.values()) and len(rows) <= len(labels):
+        if all(rates.values()):
             loads = [r["loadavg"][0] for r in rows]
             out.append((max(rates["keras-prompt"]), max(rates["peft"]), loads))
     return out
